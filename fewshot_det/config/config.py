@@ -1,0 +1,80 @@
+"""The config object: fvcore's CfgNode with clearer errors and fewshot_det's checks.
+
+What this adds to fvcore/yacs:
+- errors name the file and the key (yacs says "Non-existent config key: X" with no file);
+- an integer where a float is declared is accepted (``BASE_LR: 1``), as users expect;
+- ``validate_cfg`` runs the cross-field checks before a config is frozen.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, List
+
+from fvcore.common.config import CfgNode as _FvCfgNode
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+class CfgNode(_FvCfgNode):
+    """fvcore ``CfgNode`` whose merges report the offending key and file."""
+
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+        if not os.path.isfile(cfg_filename):
+            raise ConfigError(f"config file not found: {cfg_filename}")
+        try:
+            loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+        except (OSError, ValueError, AssertionError) as e:
+            raise ConfigError(f"cannot read config file {cfg_filename}: {e}") from e
+        if loaded is None:  # an empty YAML file
+            return
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{cfg_filename}: top level must be a mapping of keys")
+        _coerce_ints_to_floats(loaded, self)
+        try:
+            self.merge_from_other_cfg(type(self)(loaded))
+        except (KeyError, ValueError, AssertionError) as e:
+            raise ConfigError(f"{cfg_filename}: {_clean(e)}") from e
+
+    def merge_from_list(self, cfg_list: List[str]) -> None:
+        if len(cfg_list) % 2 != 0:
+            raise ConfigError(
+                f"overrides must be KEY VALUE pairs, got an odd number: {cfg_list}"
+            )
+        try:
+            super().merge_from_list(_coerce_override_list(cfg_list, self))
+        except (KeyError, ValueError, AssertionError) as e:
+            raise ConfigError(f"command-line override: {_clean(e)}") from e
+
+
+def _clean(e: BaseException) -> str:
+    # KeyError wraps its message in quotes; show the bare text.
+    return str(e.args[0]) if e.args else str(e)
+
+
+def _coerce_ints_to_floats(loaded: dict, defaults: _FvCfgNode, prefix: str = "") -> None:
+    """Turn ints into floats where the declared default is a float (in place)."""
+    for key, value in loaded.items():
+        if key not in defaults:
+            continue  # yacs reports unknown keys with their full name
+        default = defaults[key]
+        if isinstance(value, dict) and isinstance(default, _FvCfgNode):
+            _coerce_ints_to_floats(value, default, prefix + key + ".")
+        elif isinstance(default, float) and type(value) is int:
+            loaded[key] = float(value)
+
+
+def _coerce_override_list(cfg_list: List[str], cfg: _FvCfgNode) -> List[Any]:
+    out: List[Any] = []
+    for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
+        node: Any = cfg
+        for part in key.split("."):
+            node = node[part] if isinstance(node, _FvCfgNode) and part in node else None
+        if isinstance(node, float) and isinstance(value, str):
+            try:
+                value = repr(float(value))
+            except ValueError:
+                pass  # let yacs report the type mismatch with the key's name
+        out += [key, value]
+    return out

@@ -1,0 +1,235 @@
+"""Every configuration key of fewshot_det, with its default and meaning.
+
+Keys follow detectron2's names wherever detectron2 has the same concept, so configs and
+command-line overrides read the same. A key that is not declared here is an error.
+"""
+from fvcore.common.config import CfgNode as CN
+
+_C = CN()
+_C.VERSION = 1
+
+# ---------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------
+_C.MODEL = CN()
+# Meta-architecture registered in fewshot_det.modeling.META_ARCH_REGISTRY:
+# "GeneralizedRCNN" (Faster R-CNN), "SiameseRCNN" (few-shot), "YOLOGrid".
+_C.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+# "cpu", "cuda" or "cuda:N". "auto" picks cuda when available.
+_C.MODEL.DEVICE = "auto"
+# Local path to initial weights: our checkpoint, a torchvision ResNet / Faster R-CNN state
+# dict, or a detectron2 ResNet .pkl/.pth. Empty = random initialisation.
+_C.MODEL.WEIGHTS = ""
+# Per-channel mean and std of the input, in INPUT.FORMAT order, on a 0-255 scale.
+# The defaults are the ImageNet statistics in BGR order (detectron2's MSRA convention).
+_C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
+_C.MODEL.PIXEL_STD = [57.375, 57.120, 58.395]
+
+_C.MODEL.BACKBONE = CN()
+# Backbone builder registered in fewshot_det.modeling.BACKBONE_REGISTRY.
+_C.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+# Freeze the first stages (detectron2 meaning): 0 nothing, 1 stem, 2 stem+res2 (layer1),
+# 3 stem+res2+res3 (layers 1-2, the few-shot fine-tuning default), 4 +res4, 5 everything.
+_C.MODEL.BACKBONE.FREEZE_AT = 2
+
+_C.MODEL.RESNETS = CN()
+# 18, 34, 50 or 101.
+_C.MODEL.RESNETS.DEPTH = 50
+# ResNet stages whose features are used: any of res2..res5.
+_C.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+# Normalisation in the ResNet: "FrozenBN" (for pretrained weights), "BN", "GN".
+_C.MODEL.RESNETS.NORM = "FrozenBN"
+# Stride in the 1x1 conv of bottleneck blocks (True, MSRA/detectron2) or in the 3x3 conv
+# (False, torchvision). Only affects ResNet-50/101.
+_C.MODEL.RESNETS.STRIDE_IN_1X1 = False
+
+_C.MODEL.FPN = CN()
+_C.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+# Channels of every FPN level. 256 is the paper value; quick-start configs use fewer on CPU.
+_C.MODEL.FPN.OUT_CHANNELS = 256
+# Normalisation in FPN convs: "" (none) or "GN".
+_C.MODEL.FPN.NORM = ""
+# How P6 is made: "maxpool" (P6 = maxpool(P5), Faster R-CNN) or "none".
+_C.MODEL.FPN.TOP_BLOCK = "maxpool"
+
+_C.MODEL.ANCHOR_GENERATOR = CN()
+# One list of sizes (pixels) per feature level, P2..P6.
+_C.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
+# Height/width ratios; one list used for every level.
+_C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
+
+_C.MODEL.RPN = CN()
+# Proposal generator: "RPN" or "AttentionRPN" (support-conditioned, few-shot).
+_C.MODEL.RPN.NAME = "RPN"
+_C.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+# IoU thresholds: anchors below IOU_THRESHOLDS[0] are negative, above [1] positive.
+_C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]
+# Anchors sampled per image for the RPN loss, and the positive fraction among them.
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
+# Top-k anchors per level kept before NMS, and proposals kept after NMS, per image.
+_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000
+_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000
+_C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.NMS_THRESH = 0.7
+# Proposals smaller than this (pixels, either side) are removed.
+_C.MODEL.RPN.MIN_SIZE = 1e-3
+# Smooth-L1 beta of the RPN box loss (0 = L1).
+_C.MODEL.RPN.SMOOTH_L1_BETA = 1.0 / 9
+_C.MODEL.RPN.LOSS_WEIGHT = 1.0
+# Weights (wx, wy, ww, wh) of the anchor box coder.
+_C.MODEL.RPN.BBOX_REG_WEIGHTS = [1.0, 1.0, 1.0, 1.0]
+
+_C.MODEL.ROI_HEADS = CN()
+_C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+_C.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+# Foreground classes K; the classifier has K + 1 outputs (column 0 = background).
+# -1 = take it from the training dataset's class list.
+_C.MODEL.ROI_HEADS.NUM_CLASSES = -1
+# RoIs sampled per image for the head loss, and the foreground fraction among them.
+_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
+_C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
+# A proposal with IoU >= this with a GT box is foreground (label u >= 1).
+_C.MODEL.ROI_HEADS.IOU_THRESHOLD = 0.5
+# Test-time post-processing: score threshold, per-class NMS IoU.
+_C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+_C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
+# Add the GT boxes to the proposals during training (detectron2 default).
+_C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True
+
+_C.MODEL.ROI_BOX_HEAD = CN()
+# RoIAlign output size and sampling ratio (0 = adaptive, as torchvision).
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0
+# Number and width of the fully-connected layers of the box head.
+_C.MODEL.ROI_BOX_HEAD.NUM_FC = 2
+_C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
+# Box predictor: "FastRCNNOutputLayers" (linear softmax) or "CosineSimOutputLayers" (TFA).
+_C.MODEL.ROI_BOX_HEAD.PREDICTOR = "FastRCNNOutputLayers"
+# Scale of the cosine-similarity classifier (TFA uses 20). -1 = learnable.
+_C.MODEL.ROI_BOX_HEAD.COSINE_SCALE = 20.0
+# Smooth-L1 beta of the box-regression loss (applied to foreground RoIs only).
+_C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 0.0
+# Weights (wx, wy, ww, wh) of the proposal box coder.
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = [10.0, 10.0, 5.0, 5.0]
+# Class-agnostic box regression (one set of deltas instead of one per class).
+_C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False
+
+# ---------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------
+_C.INPUT = CN()
+# Shortest-edge sizes for training; one is drawn per image ("choice") or a size is drawn
+# uniformly in [min, max] ("range").
+_C.INPUT.MIN_SIZE_TRAIN = (800,)
+_C.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
+_C.INPUT.MAX_SIZE_TRAIN = 1333
+_C.INPUT.MIN_SIZE_TEST = 800
+_C.INPUT.MAX_SIZE_TEST = 1333
+# Probability of a horizontal flip during training.
+_C.INPUT.RANDOM_FLIP = 0.5
+# Channel order of images fed to the model and to Predictor: "BGR" (OpenCV) or "RGB".
+_C.INPUT.FORMAT = "BGR"
+# Resize mode: "shortest_edge" (R-CNN) or "fixed_square" (YOLO-grid: INPUT.FIXED_SIZE).
+_C.INPUT.RESIZE_MODE = "shortest_edge"
+_C.INPUT.FIXED_SIZE = 448
+
+# ---------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------
+_C.DATASETS = CN()
+# Registered names or specs: "voc:PATH:SPLIT", "coco:JSON[:IMAGE_ROOT]", "yolo:PATH:SPLIT".
+_C.DATASETS.TRAIN = ()
+_C.DATASETS.TEST = ()
+# Bad boxes (zero/negative size, outside the image): "clip" (clip, drop degenerate, one
+# summary warning) or "strict" (raise).
+_C.DATASETS.BOX_POLICY = "clip"
+# Open every image once when the dataset is loaded to check it exists, decodes and matches
+# the annotation's size. Turn off for very large datasets.
+_C.DATASETS.CHECK_IMAGES = True
+# Keep VOC "difficult" objects as training targets.
+_C.DATASETS.TRAIN_USE_DIFFICULT = False
+
+_C.DATALOADER = CN()
+# Worker processes for data loading (0 = in the main process).
+_C.DATALOADER.NUM_WORKERS = 2
+# Drop training images without any box (they are kept by default as negative samples).
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
+
+# ---------------------------------------------------------------------------------------
+# Solver
+# ---------------------------------------------------------------------------------------
+_C.SOLVER = CN()
+_C.SOLVER.IMS_PER_BATCH = 16
+_C.SOLVER.BASE_LR = 0.02
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 0.0001
+# Weight decay of normalisation layers' parameters.
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0
+_C.SOLVER.MAX_ITER = 90000
+# Learning-rate schedule after warm-up: "WarmupMultiStepLR" or "WarmupCosineLR".
+_C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"
+# Iterations at which the multi-step schedule multiplies the lr by GAMMA.
+_C.SOLVER.STEPS = (60000, 80000)
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.WARMUP_ITERS = 1000
+_C.SOLVER.WARMUP_FACTOR = 1.0 / 1000
+# "linear" or "constant".
+_C.SOLVER.WARMUP_METHOD = "linear"
+# Save a checkpoint every this many iterations (and at the end).
+_C.SOLVER.CHECKPOINT_PERIOD = 5000
+# Keep only the newest this many periodic checkpoints (0 = keep all).
+_C.SOLVER.MAX_TO_KEEP = 3
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False
+# Maximum total gradient L2 norm.
+_C.SOLVER.CLIP_GRADIENTS.MAX_NORM = 10.0
+_C.SOLVER.AMP = CN()
+# Mixed precision (CUDA only; ignored on CPU).
+_C.SOLVER.AMP.ENABLED = False
+# "bfloat16" or "float16".
+_C.SOLVER.AMP.DTYPE = "bfloat16"
+_C.SOLVER.EMA = CN()
+# Exponential moving average of the weights, evaluated and saved beside the raw weights.
+_C.SOLVER.EMA.ENABLED = False
+_C.SOLVER.EMA.DECAY = 0.9999
+# Iterations over which the effective decay warms up (decay * (1 - exp(-it / WARMUP))).
+_C.SOLVER.EMA.WARMUP = 2000
+
+# ---------------------------------------------------------------------------------------
+# Test
+# ---------------------------------------------------------------------------------------
+_C.TEST = CN()
+# Evaluate on DATASETS.TEST every this many iterations (0 = only at the end).
+_C.TEST.EVAL_PERIOD = 0
+# Maximum detections kept per image.
+_C.TEST.DETECTIONS_PER_IMAGE = 100
+# Score threshold of the precision/recall numbers of the evaluator.
+_C.TEST.PR_SCORE_THRESH = 0.5
+
+# ---------------------------------------------------------------------------------------
+# Few-shot
+# ---------------------------------------------------------------------------------------
+_C.FEWSHOT = CN()
+# Named class split ("voc1", "voc2", "voc3", "coco", "synthetic") or "" for the lists below.
+_C.FEWSHOT.SPLIT = ""
+# Base / novel class names (used when FEWSHOT.SPLIT is empty).
+_C.FEWSHOT.BASE_CLASSES = []
+_C.FEWSHOT.NOVEL_CLASSES = []
+# Shots per class of the fine-tuning set (0 = use the whole training set).
+_C.FEWSHOT.SHOTS = 0
+# Seed of the K-shot sampler: part of the experiment's identity, separate from SEED.
+_C.FEWSHOT.SEED = 0
+# Folder holding TFA-style split files (seed{i}/box_{K}shot_{class}_train.txt ...); empty
+# = OUTPUT_DIR/splits.
+_C.FEWSHOT.SPLIT_DIR = ""
+
+# ---------------------------------------------------------------------------------------
+# Misc
+# ---------------------------------------------------------------------------------------
+_C.OUTPUT_DIR = "./output"
+# Training seed (model init, data order, augmentation). < 0 = random, logged.
+_C.SEED = 0
+# Make cuDNN deterministic (slower).
+_C.CUDNN_DETERMINISTIC = False

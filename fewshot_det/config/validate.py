@@ -1,0 +1,119 @@
+"""Cross-field checks of a merged config, run before ``freeze()``.
+
+Each check raises ``ConfigError`` naming the keys and values that disagree, so a user sees
+"SOLVER.STEPS (5000,) must be < SOLVER.MAX_ITER 3000" instead of a crash hours later.
+"""
+from __future__ import annotations
+
+from .config import CfgNode, ConfigError
+
+_RESNET_DEPTHS = (18, 34, 50, 101)
+_STAGES = ("res2", "res3", "res4", "res5")
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _check_model(cfg: CfgNode) -> None:
+    m = cfg.MODEL
+    _require(m.RESNETS.DEPTH in _RESNET_DEPTHS,
+             f"MODEL.RESNETS.DEPTH must be one of {_RESNET_DEPTHS}, got {m.RESNETS.DEPTH}")
+    _require(0 <= m.BACKBONE.FREEZE_AT <= 5,
+             f"MODEL.BACKBONE.FREEZE_AT must be in 0..5, got {m.BACKBONE.FREEZE_AT}")
+    _require(m.RESNETS.NORM in ("FrozenBN", "BN", "GN"),
+             f"MODEL.RESNETS.NORM must be FrozenBN, BN or GN, got {m.RESNETS.NORM!r}")
+    _require(len(m.PIXEL_MEAN) == 3 and len(m.PIXEL_STD) == 3,
+             f"MODEL.PIXEL_MEAN/PIXEL_STD need 3 values, got {m.PIXEL_MEAN} / {m.PIXEL_STD}")
+    _require(all(s > 0 for s in m.PIXEL_STD), f"MODEL.PIXEL_STD must be > 0: {m.PIXEL_STD}")
+    bad = [f for f in m.RESNETS.OUT_FEATURES if f not in _STAGES]
+    _require(not bad, f"MODEL.RESNETS.OUT_FEATURES has unknown stages {bad}; use {_STAGES}")
+    bad = [f for f in m.FPN.IN_FEATURES if f not in m.RESNETS.OUT_FEATURES]
+    _require(not bad, f"MODEL.FPN.IN_FEATURES {bad} are not in MODEL.RESNETS.OUT_FEATURES "
+                      f"{list(m.RESNETS.OUT_FEATURES)}")
+    sizes = m.ANCHOR_GENERATOR.SIZES
+    _require(len(sizes) in (1, len(m.RPN.IN_FEATURES)),
+             f"MODEL.ANCHOR_GENERATOR.SIZES has {len(sizes)} levels but MODEL.RPN.IN_FEATURES "
+             f"has {len(m.RPN.IN_FEATURES)}")
+    lo, hi = m.RPN.IOU_THRESHOLDS
+    _require(0 <= lo <= hi <= 1, f"MODEL.RPN.IOU_THRESHOLDS must be 0 <= lo <= hi <= 1, "
+                                 f"got {list(m.RPN.IOU_THRESHOLDS)}")
+    for key in ("RPN.POSITIVE_FRACTION", "ROI_HEADS.POSITIVE_FRACTION",
+                "ROI_HEADS.IOU_THRESHOLD", "ROI_HEADS.NMS_THRESH_TEST", "RPN.NMS_THRESH"):
+        a, b = key.split(".")
+        v = m[a][b]
+        _require(0 <= v <= 1, f"MODEL.{key} must be in [0, 1], got {v}")
+    k = m.ROI_HEADS.NUM_CLASSES
+    _require(k == -1 or k >= 1, f"MODEL.ROI_HEADS.NUM_CLASSES must be >= 1 or -1, got {k}")
+
+
+def _check_input(cfg: CfgNode) -> None:
+    i = cfg.INPUT
+    _require(i.FORMAT in ("BGR", "RGB"), f"INPUT.FORMAT must be BGR or RGB, got {i.FORMAT!r}")
+    _require(i.MIN_SIZE_TRAIN_SAMPLING in ("choice", "range"),
+             f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be choice or range, "
+             f"got {i.MIN_SIZE_TRAIN_SAMPLING!r}")
+    if i.MIN_SIZE_TRAIN_SAMPLING == "range":
+        _require(len(i.MIN_SIZE_TRAIN) == 2,
+                 f"INPUT.MIN_SIZE_TRAIN needs [min, max] with range sampling, "
+                 f"got {list(i.MIN_SIZE_TRAIN)}")
+    _require(len(i.MIN_SIZE_TRAIN) >= 1 and min(i.MIN_SIZE_TRAIN) > 0,
+             f"INPUT.MIN_SIZE_TRAIN must hold positive sizes, got {list(i.MIN_SIZE_TRAIN)}")
+    _require(0 <= i.RANDOM_FLIP <= 1, f"INPUT.RANDOM_FLIP is a probability, got {i.RANDOM_FLIP}")
+    _require(i.RESIZE_MODE in ("shortest_edge", "fixed_square"),
+             f"INPUT.RESIZE_MODE must be shortest_edge or fixed_square, got {i.RESIZE_MODE!r}")
+
+
+def _check_solver(cfg: CfgNode) -> None:
+    s = cfg.SOLVER
+    _require(s.MAX_ITER > 0, f"SOLVER.MAX_ITER must be > 0, got {s.MAX_ITER}")
+    _require(s.IMS_PER_BATCH > 0, f"SOLVER.IMS_PER_BATCH must be > 0, got {s.IMS_PER_BATCH}")
+    _require(s.BASE_LR > 0, f"SOLVER.BASE_LR must be > 0, got {s.BASE_LR}")
+    _require(s.LR_SCHEDULER_NAME in ("WarmupMultiStepLR", "WarmupCosineLR"),
+             f"SOLVER.LR_SCHEDULER_NAME must be WarmupMultiStepLR or WarmupCosineLR, "
+             f"got {s.LR_SCHEDULER_NAME!r}")
+    steps = list(s.STEPS)
+    _require(steps == sorted(steps), f"SOLVER.STEPS must be increasing, got {steps}")
+    if s.LR_SCHEDULER_NAME == "WarmupMultiStepLR":
+        late = [x for x in steps if x >= s.MAX_ITER]
+        _require(not late, f"SOLVER.STEPS {late} must be < SOLVER.MAX_ITER {s.MAX_ITER}")
+    _require(0 <= s.WARMUP_ITERS <= s.MAX_ITER,
+             f"SOLVER.WARMUP_ITERS {s.WARMUP_ITERS} must be in [0, SOLVER.MAX_ITER {s.MAX_ITER}]")
+    _require(s.WARMUP_METHOD in ("linear", "constant"),
+             f"SOLVER.WARMUP_METHOD must be linear or constant, got {s.WARMUP_METHOD!r}")
+    _require(s.CHECKPOINT_PERIOD > 0,
+             f"SOLVER.CHECKPOINT_PERIOD must be > 0, got {s.CHECKPOINT_PERIOD}")
+    _require(0 < s.EMA.DECAY < 1, f"SOLVER.EMA.DECAY must be in (0, 1), got {s.EMA.DECAY}")
+    _require(s.AMP.DTYPE in ("bfloat16", "float16"),
+             f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {s.AMP.DTYPE!r}")
+
+
+def _check_data(cfg: CfgNode) -> None:
+    _require(cfg.DATASETS.BOX_POLICY in ("clip", "strict"),
+             f"DATASETS.BOX_POLICY must be clip or strict, got {cfg.DATASETS.BOX_POLICY!r}")
+    _require(cfg.DATALOADER.NUM_WORKERS >= 0,
+             f"DATALOADER.NUM_WORKERS must be >= 0, got {cfg.DATALOADER.NUM_WORKERS}")
+    f = cfg.FEWSHOT
+    both = sorted(set(f.BASE_CLASSES) & set(f.NOVEL_CLASSES))
+    _require(not both, f"FEWSHOT.BASE_CLASSES and FEWSHOT.NOVEL_CLASSES share {both}")
+    _require(f.SHOTS >= 0, f"FEWSHOT.SHOTS must be >= 0, got {f.SHOTS}")
+    _require(cfg.TEST.EVAL_PERIOD >= 0, f"TEST.EVAL_PERIOD must be >= 0, got {cfg.TEST.EVAL_PERIOD}")
+
+
+def validate_cfg(cfg: CfgNode) -> CfgNode:
+    """Run every cross-field check; return ``cfg`` unchanged when all pass."""
+    for check in (_check_model, _check_input, _check_solver, _check_data):
+        check(cfg)
+    return cfg
+
+
+def check_num_classes(cfg: CfgNode, thing_classes) -> None:
+    """The model's class count must match the training data's (when set explicitly)."""
+    k = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if k != -1 and k != len(thing_classes):
+        raise ConfigError(
+            f"MODEL.ROI_HEADS.NUM_CLASSES is {k} but the training data has "
+            f"{len(thing_classes)} classes {list(thing_classes)}; set it to "
+            f"{len(thing_classes)} or -1 (take it from the data)"
+        )

@@ -1,0 +1,125 @@
+"""Data loaders for training and inference (the torch side of ``fewshot_det.data``)."""
+from __future__ import annotations
+
+import logging
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import get_dataset
+from .catalog import Metadata
+from .mapper import DatasetMapper
+from .samplers import InferenceSampler, TrainingSampler
+
+logger = logging.getLogger(__name__)
+
+
+def dist_info() -> Tuple[int, int]:
+    """(rank, world_size); (0, 1) outside distributed runs."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def get_detection_dataset(names: Sequence[str], *, check_images: bool = True,
+                          box_policy: str = "clip", filter_empty: bool = False
+                          ) -> Tuple[List[dict], Metadata]:
+    """Concatenate datasets that share one class list; metadata of the first."""
+    if isinstance(names, str):
+        names = [names]
+    if not names:
+        raise ValueError("no dataset given (DATASETS.TRAIN / DATASETS.TEST is empty)")
+    all_records, metadata = [], None
+    for name in names:
+        records, meta = get_dataset(name, check_images=check_images, box_policy=box_policy)
+        if metadata is not None and list(meta.thing_classes) != list(metadata.thing_classes):
+            raise ValueError(f"datasets {names[0]!r} and {name!r} have different classes: "
+                             f"{metadata.thing_classes} vs {meta.thing_classes}")
+        metadata = metadata or meta
+        all_records.extend(records)
+    if filter_empty:
+        before = len(all_records)
+        all_records = [r for r in all_records if r["annotations"]]
+        logger.info("removed %d images without boxes", before - len(all_records))
+    if not all_records:
+        raise ValueError(f"datasets {list(names)} hold no images")
+    return all_records, metadata
+
+
+class MapDataset(Dataset):
+    """``dataset[(index, sample_seed)] = mapper(records[index], rng(sample_seed))``."""
+
+    def __init__(self, records: List[dict], mapper):
+        self.records, self.mapper = records, mapper
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key):
+        index, seed = key
+        return self.mapper(self.records[index], np.random.default_rng(seed))
+
+
+def trivial_batch_collator(batch):
+    return batch
+
+
+def _worker_init(_):
+    # Workers each get a share of the CPU already; threads inside them only contend.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _loader(dataset, sampler, batch_size: int, num_workers: int, drop_last: bool):
+    return DataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
+                      num_workers=num_workers, collate_fn=trivial_batch_collator,
+                      worker_init_fn=_worker_init, persistent_workers=False)
+
+
+def build_train_loader(records: List[dict], mapper, *, total_batch_size: int, seed: int,
+                       num_workers: int = 0, start_iter: int = 0) -> DataLoader:
+    """Endless loader of lists of model inputs; batch i is the same on resume."""
+    rank, world = dist_info()
+    if total_batch_size % world:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH {total_batch_size} must be divisible by the "
+                         f"number of processes {world}")
+    sampler = TrainingSampler(len(records), seed=seed, start=start_iter * total_batch_size,
+                              rank=rank, world_size=world)
+    return _loader(MapDataset(records, mapper), sampler, total_batch_size // world,
+                   num_workers, drop_last=True)
+
+
+def build_test_loader(records: List[dict], mapper, *, num_workers: int = 0,
+                      batch_size: int = 1) -> DataLoader:
+    """Each record once, in order (this rank's contiguous share)."""
+    rank, world = dist_info()
+    sampler = InferenceSampler(len(records), rank=rank, world_size=world)
+    return _loader(MapDataset(records, mapper), sampler, batch_size, num_workers,
+                   drop_last=False)
+
+
+def build_train_loader_from_config(cfg, start_iter: int = 0,
+                                   mapper: Optional[DatasetMapper] = None):
+    """(loader, metadata) for ``cfg.DATASETS.TRAIN``."""
+    records, metadata = get_detection_dataset(
+        cfg.DATASETS.TRAIN, check_images=cfg.DATASETS.CHECK_IMAGES,
+        box_policy=cfg.DATASETS.BOX_POLICY,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+    mapper = mapper or DatasetMapper.from_config(cfg, is_train=True)
+    loader = build_train_loader(records, mapper, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+                                seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                                start_iter=start_iter)
+    return loader, metadata
+
+
+def build_test_loader_from_config(cfg, dataset_name: str,
+                                  mapper: Optional[DatasetMapper] = None):
+    """(loader, records, metadata) for one test dataset."""
+    records, metadata = get_detection_dataset(
+        [dataset_name], check_images=cfg.DATASETS.CHECK_IMAGES, box_policy="keep")
+    mapper = mapper or DatasetMapper.from_config(cfg, is_train=False)
+    loader = build_test_loader(records, mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
+    return loader, records, metadata

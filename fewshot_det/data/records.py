@@ -1,0 +1,150 @@
+"""Checks shared by every reader: boxes against image bounds, and image files.
+
+Readers produce records in the package's contract (see DESIGN.md) and then call
+``sanitize_boxes`` and, optionally, ``check_image_files``. Bad boxes are common in real data
+(BCCD has two zero-area boxes), so by default they are repaired or dropped and summarised in
+one warning; ``box_policy="strict"`` turns them into errors instead.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, List, Tuple
+
+logger = logging.getLogger(__name__)
+
+BOX_POLICIES = ("clip", "strict", "keep")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class DataError(ValueError):
+    """Bad dataset content; the message names the file."""
+
+
+def _box_problem(box, width: int, height: int) -> str:
+    x1, y1, x2, y2 = box
+    if not all(map(_finite, box)):
+        return "non-finite coordinates"
+    if x2 <= x1 or y2 <= y1:
+        return "zero or negative width/height"
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        return f"outside the {width}x{height} image"
+    return ""
+
+
+def _finite(v: float) -> bool:
+    return v == v and abs(v) != float("inf")
+
+
+def _clip(box, width: int, height: int) -> List[float]:
+    x1, y1, x2, y2 = box
+    return [min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+            min(max(x2, 0.0), width), min(max(y2, 0.0), height)]
+
+
+def sanitize_boxes(records: List[dict], policy: str, source: str) -> List[dict]:
+    """Clip boxes to their image and drop degenerate ones (in place), or raise.
+
+    Args:
+        records: dataset records; each annotation's ``bbox`` is XYXY in pixels.
+        policy: "clip" (repair + one summary warning), "strict" (``DataError`` on the
+            first bad box, naming its file) or "keep" (leave boxes as written).
+        source: dataset name or path, for the messages.
+    Returns:
+        the same list, for chaining.
+    """
+    if policy not in BOX_POLICIES:
+        raise ValueError(f"box_policy must be one of {BOX_POLICIES}, got {policy!r}")
+    if policy == "keep":
+        return records
+    clipped, dropped, files = 0, 0, []
+    for r in records:
+        kept = []
+        for ann in r["annotations"]:
+            problem = _box_problem(ann["bbox"], r["width"], r["height"])
+            if not problem:
+                kept.append(ann)
+                continue
+            if policy == "strict":
+                raise DataError(f"{r['file_name']}: box {ann['bbox']} has {problem} "
+                                "(DATASETS.BOX_POLICY strict)")
+            box = _clip(ann["bbox"], r["width"], r["height"]) if all(map(_finite, ann["bbox"])) \
+                else [0.0, 0.0, 0.0, 0.0]
+            files.append(os.path.basename(r["file_name"]))
+            if box[2] > box[0] and box[3] > box[1]:
+                ann["bbox"] = box
+                kept.append(ann)
+                clipped += 1
+            else:
+                dropped += 1
+        r["annotations"] = kept
+    if files:
+        shown = sorted(set(files))
+        logger.warning(
+            "%s: %d box(es) clipped to the image and %d degenerate box(es) dropped, in %d "
+            "file(s): %s%s", source, clipped, dropped, len(shown), ", ".join(shown[:10]),
+            " ..." if len(shown) > 10 else "")
+    return records
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """(width, height) from the file header, without decoding pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise DataError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from e
+
+
+def _is_truncated(path: str) -> bool:
+    # A cheap test that catches the usual case (an interrupted copy/download) without
+    # decoding every pixel: JPEG files end with the EOI marker, PNG with an IEND chunk.
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".jpg", ".jpeg", ".png"):
+        return False
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 64))
+        tail = f.read()
+    if ext == ".png":
+        return b"IEND" not in tail
+    return b"\xff\xd9" not in tail
+
+
+def check_image_file(record: dict) -> None:
+    """The record's image exists, is not truncated and has the annotated size."""
+    path = record["file_name"]
+    width, height = image_size(path)
+    if _is_truncated(path):
+        raise DataError(f"image file is truncated (incomplete copy?): {path}")
+    if (width, height) != (record["width"], record["height"]):
+        raise DataError(
+            f"{path}: the annotation says {record['width']}x{record['height']} (WxH) but the "
+            f"image is {width}x{height}")
+
+
+def check_image_files(records: Iterable[dict], num_threads: int = 8) -> None:
+    """Run ``check_image_file`` on every record (threads: the work is file I/O)."""
+    records = list(records)
+    with ThreadPoolExecutor(num_threads) as pool:
+        list(pool.map(check_image_file, records))
+
+
+def find_class_list(*folders: str) -> List[str]:
+    """Class names from the first ``classes.txt`` found in ``folders`` ([] if none)."""
+    for folder in folders:
+        path = os.path.join(folder, "classes.txt")
+        if os.path.isfile(path):
+            with open(path) as f:
+                names = [line.strip() for line in f if line.strip()]
+            if len(set(names)) != len(names):
+                raise DataError(f"{path}: duplicate class names")
+            logger.info("class order from %s: %s", path, names)
+            return names
+    return []
