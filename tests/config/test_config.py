@@ -1,0 +1,79 @@
+import pytest
+
+from fewshot_det import get_cfg
+from fewshot_det.config import ConfigError, check_num_classes, validate_cfg
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_defaults_are_valid_and_independent():
+    a, b = get_cfg(), get_cfg()
+    a.SOLVER.BASE_LR = 1.0
+    assert b.SOLVER.BASE_LR == 0.02
+    validate_cfg(b)
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    write(tmp_path, "base.yaml", "SOLVER:\n  BASE_LR: 0.1\n  MAX_ITER: 100\n  STEPS: [50]\n"
+                                 "  WARMUP_ITERS: 10\nMODEL:\n  RESNETS:\n    DEPTH: 18\n")
+    child = write(tmp_path, "child.yaml", "_BASE_: base.yaml\nSOLVER:\n  MAX_ITER: 200\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(child)
+    cfg.merge_from_list(["SOLVER.BASE_LR", "1", "OUTPUT_DIR", "/tmp/x"])
+    assert cfg.SOLVER.MAX_ITER == 200 and cfg.MODEL.RESNETS.DEPTH == 18
+    assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
+    assert cfg.OUTPUT_DIR == "/tmp/x"
+    validate_cfg(cfg)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "bad.yaml", "MODEL:\n  RESNET:\n    DEPTH: 18\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*MODEL\.RESNET"):
+        get_cfg().merge_from_file(path)
+    with pytest.raises(ConfigError, match="SOLVER.NOPE"):
+        get_cfg().merge_from_list(["SOLVER.NOPE", "1"])
+
+
+def test_wrong_type_names_key(tmp_path):
+    path = write(tmp_path, "bad.yaml", "SOLVER:\n  MAX_ITER: many\n")
+    with pytest.raises(ConfigError, match="SOLVER.MAX_ITER"):
+        get_cfg().merge_from_file(path)
+    with pytest.raises(ConfigError, match="SOLVER.IMS_PER_BATCH"):
+        get_cfg().merge_from_list(["SOLVER.IMS_PER_BATCH", "four"])
+
+
+def test_odd_override_list_and_missing_file():
+    with pytest.raises(ConfigError, match="odd"):
+        get_cfg().merge_from_list(["SOLVER.BASE_LR"])
+    with pytest.raises(ConfigError, match="not found"):
+        get_cfg().merge_from_file("/nonexistent/x.yaml")
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["SOLVER.MAX_ITER", "100", "SOLVER.STEPS", "(50, 150)", "SOLVER.WARMUP_ITERS", "0"],
+     "SOLVER.STEPS"),
+    (["MODEL.BACKBONE.FREEZE_AT", "7"], "FREEZE_AT"),
+    (["MODEL.RESNETS.DEPTH", "42"], "DEPTH"),
+    (["INPUT.FORMAT", "BRG"], "INPUT.FORMAT"),
+    (["FEWSHOT.BASE_CLASSES", "['a','b']", "FEWSHOT.NOVEL_CLASSES", "['b']"], "share"),
+    (["MODEL.FPN.IN_FEATURES", "['res1']"], "FPN.IN_FEATURES"),
+    (["INPUT.MIN_SIZE_TRAIN_SAMPLING", "range", "INPUT.MIN_SIZE_TRAIN", "(640,)"],
+     "MIN_SIZE_TRAIN"),
+])
+def test_cross_field_checks(overrides, key):
+    cfg = get_cfg()
+    cfg.merge_from_list(overrides)
+    with pytest.raises(ConfigError, match=key):
+        validate_cfg(cfg)
+
+
+def test_num_classes_vs_dataset():
+    cfg = get_cfg()
+    check_num_classes(cfg, ["a", "b"])  # -1 = from data
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    with pytest.raises(ConfigError, match="NUM_CLASSES is 3.*2 classes"):
+        check_num_classes(cfg, ["a", "b"])

@@ -1,0 +1,13 @@
+import os
+
+import pytest
+
+BCCD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "BCCD")
+
+
+@pytest.fixture(scope="session")
+def bccd_root():
+    root = os.path.abspath(os.environ.get("FEWSHOT_BCCD", BCCD))
+    if not os.path.isdir(root):
+        pytest.skip(f"BCCD not found at {root} (set FEWSHOT_BCCD)")
+    return root
