@@ -181,6 +181,8 @@ _C.SOLVER.WARMUP_METHOD = "linear"
 _C.SOLVER.CHECKPOINT_PERIOD = 5000
 # Keep only the newest this many periodic checkpoints (0 = keep all).
 _C.SOLVER.MAX_TO_KEEP = 3
+# Log losses, lr and timings (metrics.jsonl, console) every this many iterations.
+_C.SOLVER.LOG_PERIOD = 20
 _C.SOLVER.CLIP_GRADIENTS = CN()
 _C.SOLVER.CLIP_GRADIENTS.ENABLED = False
 # Maximum total gradient L2 norm.
@@ -203,6 +205,8 @@ _C.SOLVER.EMA.WARMUP = 2000
 _C.TEST = CN()
 # Evaluate on DATASETS.TEST every this many iterations (0 = only at the end).
 _C.TEST.EVAL_PERIOD = 0
+# Metric (a key of metrics.json, on the first DATASETS.TEST) that selects model_best.pth.
+_C.TEST.BEST_METRIC = "AP50"
 # Maximum detections kept per image.
 _C.TEST.DETECTIONS_PER_IMAGE = 100
 # Score threshold of the precision/recall numbers of the evaluator.

@@ -74,9 +74,12 @@ def _worker_init(_):
 
 
 def _loader(dataset, sampler, batch_size: int, num_workers: int, drop_last: bool):
+    # A private generator: creating the iterator would otherwise draw from the global torch
+    # RNG, shifting the model's random stream on resume (our sampler needs no torch RNG).
     return DataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
                       num_workers=num_workers, collate_fn=trivial_batch_collator,
-                      worker_init_fn=_worker_init, persistent_workers=False)
+                      worker_init_fn=_worker_init, persistent_workers=False,
+                      generator=torch.Generator().manual_seed(0))
 
 
 def build_train_loader(records: List[dict], mapper, *, total_batch_size: int, seed: int,

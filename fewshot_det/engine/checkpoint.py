@@ -1,0 +1,153 @@
+"""Training checkpoints: atomic writes, a ``last_checkpoint`` pointer, and full resume.
+
+A checkpoint holds only tensors and plain Python data, so it loads with
+``torch.load(weights_only=True)``:
+    model, optimizer, scheduler, scaler, ema   state dicts (those that exist)
+    iteration   number of iterations completed (training resumes at this index)
+    rng         {"torch": ByteTensor, "cuda": [ByteTensor ...]}
+    extra       anything else the caller stores (metadata, best metric ...)
+
+A file is written to ``<name>.tmp``, flushed and fsync'ed, then renamed over the target,
+so a crash mid-save leaves the previous file and the pointer untouched.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Optional
+
+import torch
+
+logger = logging.getLogger(__name__)
+POINTER = "last_checkpoint"
+
+
+def atomic_write_bytes(path: str, write_fn) -> None:
+    """Call ``write_fn(file)`` on a temp file beside ``path`` and rename it into place."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(os.path.dirname(path) or ".")
+
+
+def _fsync_dir(folder: str) -> None:
+    # Makes the rename itself durable; not possible on every platform, harmless to skip.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_atomic(obj: Dict[str, Any], path: str) -> None:
+    atomic_write_bytes(path, lambda f: torch.save(obj, f))
+
+
+def rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DistributedDataParallel, or the model itself."""
+    return model.module if hasattr(model, "module") else model
+
+
+class Checkpointer:
+    """Saves and restores the whole training state in ``output_dir``.
+
+    Args:
+        output_dir: folder of ``model_XXXXXXX.pth``, ``model_final.pth``, the pointer.
+        objects: name -> object with ``state_dict()`` / ``load_state_dict()`` (model,
+            optimizer, scheduler, scaler, ema); ``None`` values are skipped.
+        max_to_keep: periodic checkpoints kept (older ones deleted); 0 keeps all.
+        save_to_disk: False on non-main ranks (they never write).
+    """
+
+    def __init__(self, output_dir: str, objects: Dict[str, Any], *, max_to_keep: int = 3,
+                 save_to_disk: bool = True):
+        self.output_dir = output_dir
+        self.objects = {k: v for k, v in objects.items() if v is not None}
+        self.max_to_keep = max_to_keep
+        self.save_to_disk = save_to_disk
+        self._periodic: List[str] = []
+
+    def _state(self, iteration: int, extra: Optional[dict]) -> Dict[str, Any]:
+        state = {k: (unwrap(v) if k == "model" else v).state_dict()
+                 for k, v in self.objects.items()}
+        state.update(iteration=iteration, rng=rng_state(), extra=extra or {})
+        return state
+
+    def save(self, name: str, iteration: int, extra: Optional[dict] = None, *,
+             periodic: bool = False, update_pointer: bool = True) -> Optional[str]:
+        """Write ``<output_dir>/<name>.pth``; returns its path (None on non-main ranks)."""
+        if not self.save_to_disk:
+            return None
+        os.makedirs(self.output_dir, exist_ok=True)
+        path = os.path.join(self.output_dir, f"{name}.pth")
+        save_atomic(self._state(iteration, extra), path)
+        if update_pointer:
+            atomic_write_bytes(os.path.join(self.output_dir, POINTER),
+                               lambda f: f.write(os.path.basename(path).encode()))
+        if periodic:
+            self._periodic.append(path)
+            self._prune()
+        logger.info("saved checkpoint %s (iteration %d)", path, iteration)
+        return path
+
+    def _prune(self) -> None:
+        if self.max_to_keep <= 0:
+            return
+        while len(self._periodic) > self.max_to_keep:
+            old = self._periodic.pop(0)
+            if os.path.exists(old):
+                os.remove(old)
+
+    def last_checkpoint(self) -> Optional[str]:
+        """Path named by the pointer, or None when there is none (or its file is gone)."""
+        pointer = os.path.join(self.output_dir, POINTER)
+        if not os.path.isfile(pointer):
+            return None
+        with open(pointer) as f:
+            path = os.path.join(self.output_dir, f.read().strip())
+        if not os.path.isfile(path):
+            logger.warning("%s names %s, which does not exist; not resuming", pointer, path)
+            return None
+        return path
+
+    def resume(self, path: str) -> Dict[str, Any]:
+        """Restore every object, the RNG state; return the checkpoint (iteration, extra)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        missing = [k for k in self.objects if k not in ckpt]
+        if missing:
+            raise ValueError(f"checkpoint {path} lacks {missing}: not a resumable training "
+                             "checkpoint (use MODEL.WEIGHTS to start from its weights)")
+        for k, obj in self.objects.items():
+            (unwrap(obj) if k == "model" else obj).load_state_dict(ckpt[k])
+        set_rng_state(ckpt["rng"])
+        self._periodic = sorted(
+            os.path.join(self.output_dir, f) for f in os.listdir(self.output_dir)
+            if f.startswith("model_") and f[6:-4].isdigit() and f.endswith(".pth"))
+        logger.info("resumed from %s at iteration %d", path, ckpt["iteration"])
+        return ckpt

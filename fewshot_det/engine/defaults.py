@@ -1,0 +1,117 @@
+"""What every tool shares: one argument parser and one setup function."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+from typing import List, Optional
+
+import numpy as np
+
+from ..config import CfgNode, check_num_classes, get_cfg, validate_cfg
+
+logger = logging.getLogger("fewshot_det")
+
+
+def default_argument_parser(description: str = "fewshot_det") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "--config-file", dest="config", metavar="FILE", required=True,
+                   help="YAML config (may inherit with _BASE_)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUTPUT_DIR/last_checkpoint when it exists")
+    p.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
+    p.add_argument("--num-gpus", type=int, default=1,
+                   help="processes on this machine (GPUs; on CPU, gloo workers)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                   help="config overrides, e.g. SOLVER.MAX_ITER 100 MODEL.DEVICE cpu")
+    return p
+
+
+def setup_logging(output_dir: Optional[str], rank: int = 0) -> None:
+    root = logging.getLogger()
+    if getattr(root, "_fewshot_configured", False):
+        return
+    fmt = logging.Formatter("[%(asctime)s %(name)s] %(levelname)s %(message)s", "%H:%M:%S")
+    root.setLevel(logging.INFO)
+    if rank == 0:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        name = "log.txt" if rank == 0 else f"log.rank{rank}.txt"
+        fh = logging.FileHandler(os.path.join(output_dir, name))
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    root._fewshot_configured = True
+
+
+def seed_all(seed: int) -> int:
+    """Seed Python, NumPy and torch; a negative seed draws one (and returns it to log)."""
+    import torch
+
+    if seed < 0:
+        seed = int.from_bytes(os.urandom(2), "little")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed
+
+
+def resolve_device(name: str) -> "torch.device":
+    """MODEL.DEVICE -> torch.device; "auto" is cuda when available, else cpu."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MODEL.DEVICE is {name!r} but CUDA is not available; use cpu or auto")
+    return device
+
+
+def resolve_num_classes(cfg: CfgNode) -> None:
+    """Fill MODEL.ROI_HEADS.NUM_CLASSES = -1 from the data, or check it against the data."""
+    from ..data import get_dataset
+
+    names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
+    if not names:
+        return
+    _, meta = get_dataset(names[0], check_images=False, box_policy="keep")
+    check_num_classes(cfg, meta.thing_classes)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(meta.thing_classes)
+
+
+def load_config(config_file: str, opts: List[str]) -> CfgNode:
+    """Defaults <- file (with _BASE_) <- overrides, checked and frozen."""
+    cfg = get_cfg()
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(opts)
+    validate_cfg(cfg)
+    resolve_num_classes(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
+    """Logging, seed, ``OUTPUT_DIR/config.yaml``; returns cfg with the seed actually used."""
+    from .comm import get_rank, is_main_process
+
+    setup_logging(cfg.OUTPUT_DIR, get_rank())
+    seed = seed_all(cfg.SEED)
+    if seed != cfg.SEED:
+        cfg.defrost()
+        cfg.SEED = seed
+        cfg.freeze()
+    logger.info("command line: %s", " ".join(sys.argv))
+    logger.info("seed: %d", seed)
+    if is_main_process():
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        with open(path, "w") as f:
+            f.write(cfg.dump())
+        logger.info("full config written to %s", path)
+    return cfg

@@ -1,0 +1,82 @@
+"""Training logs: ``metrics.jsonl`` (one line per logged iteration), TensorBoard when
+installed, and a console progress bar with ETA, losses, lr, s/iter and data time."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Dict, Optional
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+class MetricsWriter:
+    """Appends dicts to ``OUTPUT_DIR/metrics.jsonl`` and, if available, TensorBoard."""
+
+    def __init__(self, output_dir: str, *, tensorboard: bool = True):
+        os.makedirs(output_dir, exist_ok=True)
+        self.path = os.path.join(output_dir, "metrics.jsonl")
+        self._file = open(self.path, "a")
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(output_dir)
+            except Exception:  # tensorboard is optional
+                self._tb = None
+
+    def write(self, iteration: int, values: Dict[str, float]) -> None:
+        self._file.write(json.dumps({"iteration": iteration, **values}) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, iteration)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+class Progress:
+    """tqdm bar over iterations [start, max_iter) plus a log line every ``period``."""
+
+    def __init__(self, start: int, max_iter: int, *, enabled: bool, period: int = 20):
+        self.start, self.max_iter, self.period = start, max_iter, period
+        self.enabled = enabled
+        self._bar = tqdm(total=max_iter, initial=start, disable=not enabled, dynamic_ncols=True,
+                         file=sys.stderr, mininterval=1.0, desc="train")
+        self._t0 = time.perf_counter()
+
+    def update(self, iteration: int, stats: Dict[str, float]) -> Optional[str]:
+        """Advance one iteration; returns the log line when one is due."""
+        self._bar.update(1)
+        short = {k.replace("loss_", ""): v for k, v in stats.items() if k.startswith("loss")}
+        self._bar.set_postfix({k: f"{v:.3f}" for k, v in short.items()} |
+                              {"lr": f"{stats['lr']:.2e}", "s/it": f"{stats['time']:.2f}",
+                               "data": f"{stats['data_time']:.2f}"}, refresh=False)
+        done = iteration + 1 - self.start
+        if not self.enabled or (iteration + 1) % self.period and iteration + 1 != self.max_iter:
+            return None
+        elapsed = time.perf_counter() - self._t0
+        eta = elapsed / done * (self.max_iter - iteration - 1)
+        line = (f"iter {iteration + 1}/{self.max_iter}  eta {_hms(eta)}  "
+                + "  ".join(f"{k} {v:.4f}" for k, v in stats.items() if k.startswith("loss"))
+                + f"  lr {stats['lr']:.3e}  {stats['time']:.3f} s/it"
+                f"  data {stats['data_time']:.3f} s")
+        logger.info(line)
+        return line
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

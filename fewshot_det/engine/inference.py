@@ -1,0 +1,72 @@
+"""Run a model over a test set, turn its outputs into COCO results, evaluate, write files.
+
+The engine never branches on the meta-architecture: every model returns, in eval mode, one
+``{"boxes" [N,4] XYXY original pixels, "scores" [N], "labels" [N] in 1..K}`` per image.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Dict, List
+
+import torch
+from tqdm import tqdm
+
+from ..data.catalog import Metadata
+from .comm import all_gather_objects, is_main_process
+from .checkpoint import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+
+def outputs_to_results(inputs: List[dict], outputs: List[dict], metadata: Metadata) -> List[dict]:
+    """COCO results entries (XYWH boxes, dataset category ids) for one batch."""
+    to_dataset_id = metadata.contiguous_id_to_dataset_id
+    results = []
+    for inp, out in zip(inputs, outputs):
+        boxes = out["boxes"].detach().float().cpu()
+        boxes[:, 2:] -= boxes[:, :2]
+        for box, score, label in zip(boxes.tolist(), out["scores"].tolist(),
+                                     out["labels"].tolist()):
+            results.append({"image_id": inp["image_id"], "category_id": to_dataset_id[int(label)],
+                            "bbox": [round(v, 3) for v in box], "score": round(float(score), 5)})
+    return results
+
+
+@torch.no_grad()
+def inference_on_dataset(model: torch.nn.Module, loader, metadata: Metadata, *,
+                         desc: str = "inference") -> List[dict]:
+    """Results of every rank's share, gathered (complete on every rank)."""
+    was_training = model.training
+    model.eval()
+    results: List[dict] = []
+    start = time.perf_counter()
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not is_main_process(), mininterval=1.0,
+                          dynamic_ncols=True):
+            results.extend(outputs_to_results(batch, model(batch), metadata))
+    finally:
+        model.train(was_training)
+    n = len(loader.dataset) if hasattr(loader, "dataset") else 0
+    logger.info("%s: %d images in %.1f s", desc, n, time.perf_counter() - start)
+    return [r for part in all_gather_objects(results) for r in part]
+
+
+def write_json(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_bytes(path, lambda f: f.write(json.dumps(obj).encode()))
+
+
+def evaluate_and_save(records: List[dict], metadata: Metadata, results: List[dict],
+                      out_dir: str, *, score_thresh: float = 0.5) -> Dict[str, float]:
+    """Evaluate (main rank), write ``metrics.json`` + ``predictions.json`` in ``out_dir``."""
+    from ..evaluation import evaluate, format_table
+
+    metrics = evaluate(records, metadata, results, score_thresh=score_thresh)
+    if is_main_process():
+        write_json(os.path.join(out_dir, "predictions.json"), results)
+        write_json(os.path.join(out_dir, "metrics.json"), metrics)
+        logger.info("evaluation of %s:\n%s", metadata.name, format_table(metrics))
+    return metrics

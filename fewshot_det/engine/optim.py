@@ -1,0 +1,75 @@
+"""Optimizer and learning-rate schedule (warm-up, then multi-step or cosine)."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from fvcore.common.param_scheduler import (CompositeParamScheduler, ConstantParamScheduler,
+                                           CosineParamScheduler, LinearParamScheduler,
+                                           MultiStepParamScheduler, ParamScheduler)
+
+_NORM_TYPES = (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm,
+               torch.nn.SyncBatchNorm)
+
+
+def param_groups(model: torch.nn.Module, *, weight_decay: float,
+                 weight_decay_norm: float) -> List[dict]:
+    """Trainable parameters split by weight decay: norm layers get ``weight_decay_norm``."""
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (no_decay if isinstance(module, _NORM_TYPES) else decay).append(p)
+    return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                        {"params": no_decay, "weight_decay": weight_decay_norm}) if g["params"]]
+
+
+def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    s = cfg.SOLVER
+    groups = param_groups(model, weight_decay=s.WEIGHT_DECAY,
+                          weight_decay_norm=s.WEIGHT_DECAY_NORM)
+    return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM)
+
+
+def warmup_schedule(main: ParamScheduler, *, warmup_iters: int, warmup_factor: float,
+                    warmup_method: str, max_iter: int) -> ParamScheduler:
+    """``main`` preceded by a linear (or constant) ramp over the first warm-up iterations."""
+    if warmup_iters <= 0:
+        return main
+    frac = warmup_iters / max_iter
+    end = main(frac)
+    ramp = (LinearParamScheduler(warmup_factor * main(0.0), end) if warmup_method == "linear"
+            else ConstantParamScheduler(warmup_factor * main(0.0)))
+    return CompositeParamScheduler([ramp, main], interval_scaling=["rescaled", "fixed"],
+                                   lengths=[frac, 1 - frac])
+
+
+class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
+    """lr of every group = its base lr x ``multiplier(iteration / max_iter)``; step per iter."""
+
+    def __init__(self, optimizer, multiplier: ParamScheduler, max_iter: int,
+                 last_iter: int = -1):
+        self._multiplier, self._max_iter = multiplier, max_iter
+        super().__init__(optimizer, last_epoch=last_iter)
+
+    def state_dict(self):
+        # The multiplier is rebuilt from the config; only counters are state.
+        return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch}
+
+    def get_lr(self):
+        m = self._multiplier(min(self.last_epoch / self._max_iter, 1.0 - 1e-12))
+        return [base * m for base in self.base_lrs]
+
+
+def build_lr_scheduler(cfg, optimizer) -> LRMultiplier:
+    s = cfg.SOLVER
+    if s.LR_SCHEDULER_NAME == "WarmupMultiStepLR":
+        main = MultiStepParamScheduler(values=[s.GAMMA ** k for k in range(len(s.STEPS) + 1)],
+                                       milestones=list(s.STEPS), num_updates=s.MAX_ITER)
+    else:
+        main = CosineParamScheduler(1.0, 0.0)
+    sched = warmup_schedule(main, warmup_iters=s.WARMUP_ITERS, warmup_factor=s.WARMUP_FACTOR,
+                            warmup_method=s.WARMUP_METHOD, max_iter=s.MAX_ITER)
+    return LRMultiplier(optimizer, sched, s.MAX_ITER)

@@ -1,0 +1,87 @@
+"""``Predictor``: the model for one image at a time, as an application uses it.
+
+    cfg = fewshot_det.get_cfg(); cfg.merge_from_file("configs/...yaml")
+    cfg.MODEL.WEIGHTS = "output/model_final.pth"
+    predictor = fewshot_det.Predictor(cfg)
+    out = predictor(cv2.imread("image.jpg"))     # H x W x 3 uint8, INPUT.FORMAT order
+    out["boxes"], out["scores"], out["labels"], out["class_names"]
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from ..data.mapper import image_to_tensor
+from ..data.transforms import apply_transforms, build_transforms
+from .defaults import resolve_device
+
+
+def _class_names_from(cfg, weights_path: str) -> Optional[List[str]]:
+    """Class names saved in our checkpoint, else from the config's datasets (if readable)."""
+    if weights_path:
+        try:
+            ckpt = torch.load(weights_path, map_location="cpu", weights_only=True)
+            names = ckpt.get("extra", {}).get("thing_classes") if isinstance(ckpt, dict) else None
+            if names:
+                return list(names)
+        except Exception:  # other formats carry no names; fall back to the data
+            pass
+    for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
+        try:
+            from ..data import get_dataset
+
+            return list(get_dataset(name, check_images=False, box_policy="keep")[1].thing_classes)
+        except Exception:
+            continue
+    return None
+
+
+class Predictor:
+    """Loads ``MODEL.WEIGHTS`` into the configured model, in eval mode on MODEL.DEVICE."""
+
+    def __init__(self, cfg, class_names: Optional[List[str]] = None):
+        from ..checkpoint import load_weights
+        from ..modeling import build_model
+
+        self.cfg = cfg.clone()
+        self.class_names = class_names or _class_names_from(cfg, cfg.MODEL.WEIGHTS)
+        if self.cfg.MODEL.ROI_HEADS.NUM_CLASSES == -1:
+            if not self.class_names:
+                raise ValueError("MODEL.ROI_HEADS.NUM_CLASSES is -1 and no class names were "
+                                 "found (checkpoint, DATASETS or class_names=...)")
+            self.cfg.defrost()
+            self.cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(self.class_names)
+        self.device = resolve_device(self.cfg.MODEL.DEVICE)
+        self.model = build_model(self.cfg).to(self.device).eval()
+        if self.cfg.MODEL.WEIGHTS:
+            load_weights(self.model, self.cfg.MODEL.WEIGHTS)
+        i = self.cfg.INPUT
+        self.transforms = build_transforms(
+            is_train=False, resize_mode=i.RESIZE_MODE, min_size_train=i.MIN_SIZE_TRAIN,
+            max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,
+            min_size_test=i.MIN_SIZE_TEST, max_size_test=i.MAX_SIZE_TEST,
+            fixed_size=i.FIXED_SIZE, flip_prob=0.0)
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> dict:
+        """Detect objects in one H x W x 3 uint8 image (channels in ``INPUT.FORMAT``).
+
+        Returns:
+            {"boxes": float32 [N, 4] XYXY in this image's pixels, "scores": [N],
+             "labels": int64 [N] in 1..K, "class_names": list of N names (or None)}
+        """
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"Predictor expects an H x W x 3 numpy array, got "
+                             f"{getattr(image, 'shape', type(image))}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"Predictor expects uint8 pixels, got {image.dtype}")
+        h, w = image.shape[:2]
+        resized, _ = apply_transforms(self.transforms, image, np.zeros((0, 4), np.float32),
+                                      np.random.default_rng(0))
+        inputs = [{"image": image_to_tensor(resized), "height": h, "width": w}]
+        out = {k: v.cpu() for k, v in self.model(inputs)[0].items()}
+        names = self.class_names
+        out["class_names"] = [names[int(i) - 1] for i in out["labels"]] if names else None
+        return out

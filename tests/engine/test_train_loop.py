@@ -1,0 +1,127 @@
+import json
+import os
+
+import pytest
+import torch
+
+from fewshot_det import get_cfg
+from fewshot_det.engine import train_loop
+from fewshot_det.engine.checkpoint import Checkpointer
+from tiny_datasets import make_voc
+from toy_model import ToyDetector
+
+
+@pytest.fixture(scope="module")
+def voc_spec(tmp_path_factory):
+    root = make_voc(tmp_path_factory.mktemp("voc"), {
+        f"im{i}": (48, 40, [("dog", [2 + i, 3, 30, 30 + i % 5], 0)] if i % 4 else [])
+        for i in range(10)}, classes=["dog"])
+    return f"voc:{root}:train"
+
+
+def make_cfg(voc_spec, out, **solver):
+    cfg = get_cfg()
+    cfg.merge_from_list([
+        "DATASETS.TRAIN", f"('{voc_spec}',)", "DATASETS.TEST", "()",
+        "INPUT.MIN_SIZE_TRAIN", "(24, 32)", "INPUT.MAX_SIZE_TRAIN", "64",
+        "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.05",
+        "SOLVER.MAX_ITER", "8", "SOLVER.STEPS", "(5,)", "SOLVER.WARMUP_ITERS", "2",
+        "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.LOG_PERIOD", "1", "OUTPUT_DIR", str(out),
+        "SOLVER.EMA.ENABLED", "True", "SOLVER.EMA.WARMUP", "3",
+        "SOLVER.CLIP_GRADIENTS.ENABLED", "True"])
+    for k, v in solver.items():
+        cfg.SOLVER[k] = v
+    return cfg
+
+
+def toy(seed=0, **kw):
+    torch.manual_seed(seed)
+    return ToyDetector(**kw)
+
+
+def test_resume_is_bit_identical(voc_spec, tmp_path, monkeypatch):
+    full = toy()
+    train_loop.train(make_cfg(voc_spec, tmp_path / "full"), full)
+
+    # Same run, killed during iteration 5 (after the checkpoint at 3 iterations).
+    real_step = train_loop.train_step
+
+    def dying_step(model, batch, optimizer, *, iteration, **kw):
+        if iteration == 5:
+            raise KeyboardInterrupt
+        return real_step(model, batch, optimizer, iteration=iteration, **kw)
+
+    monkeypatch.setattr(train_loop, "train_step", dying_step)
+    cfg = make_cfg(voc_spec, tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        train_loop.train(cfg, toy())
+    monkeypatch.setattr(train_loop, "train_step", real_step)
+    assert open(tmp_path / "cut" / "last_checkpoint").read() == "model_0000002.pth"
+
+    resumed = toy(seed=123)  # different init: everything must come from the checkpoint
+    torch.manual_seed(999)   # and the RNG too
+    train_loop.train(cfg, resumed, resume=True)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    ema_a = torch.load(tmp_path / "full" / "model_final.pth", weights_only=True)["ema"]
+    ema_b = torch.load(tmp_path / "cut" / "model_final.pth", weights_only=True)["ema"]
+    assert ema_a["updates"] == ema_b["updates"] == 8
+    for k in ema_a["model"]:
+        assert torch.equal(ema_a["model"][k], ema_b["model"][k]), k
+
+
+def test_outputs_and_keep_last_n(voc_spec, tmp_path):
+    cfg = make_cfg(voc_spec, tmp_path, MAX_ITER=10, CHECKPOINT_PERIOD=2, MAX_TO_KEEP=2)
+    train_loop.train(cfg, toy())
+    files = sorted(os.listdir(tmp_path))
+    assert [f for f in files if f.startswith("model_0")] == ["model_0000005.pth",
+                                                            "model_0000007.pth"]
+    assert "model_final.pth" in files and open(tmp_path / "last_checkpoint").read() == \
+        "model_final.pth"
+    lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert [x["iteration"] for x in lines] == list(range(1, 11))
+    assert {"loss_box", "loss_aux", "total_loss", "lr", "time", "data_time"} <= set(lines[0])
+    assert lines[0]["lr"] < lines[3]["lr"]  # warm-up
+    assert lines[-1]["lr"] == pytest.approx(0.005)  # after the step at 5, gamma 0.1
+    ckpt = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert ckpt["iteration"] == 10 and ckpt["extra"]["thing_classes"] == ["dog"]
+
+
+def test_nan_guard_names_iteration_terms_and_images(voc_spec, tmp_path):
+    cfg = make_cfg(voc_spec, tmp_path)
+    with pytest.raises(FloatingPointError, match=r"iteration 2: loss_box=nan, loss_aux=.*"
+                                                 r"images in this batch: \['im"):
+        train_loop.train(cfg, toy(nan_at_call=3))
+
+
+def test_half_written_checkpoint_never_replaces_good_one(tmp_path, monkeypatch):
+    model = torch.nn.Linear(2, 2)
+    ck = Checkpointer(str(tmp_path), {"model": model})
+    good = ck.save("model_0000001", 2)
+    before = open(good, "rb").read()
+
+    def broken_save(obj, f):
+        f.write(b"partial bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with torch.no_grad():
+        model.weight.add_(1)
+    with pytest.raises(OSError, match="disk full"):
+        ck.save("model_0000001", 4)
+    with pytest.raises(OSError):
+        ck.save("model_0000003", 4)
+    assert open(good, "rb").read() == before
+    assert open(tmp_path / "last_checkpoint").read() == "model_0000001.pth"
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000001.pth"]
+    assert ck.last_checkpoint() == good
+
+
+def test_resume_without_checkpoint_starts_fresh_and_rejects_weights_only(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    ck = Checkpointer(str(tmp_path), {"model": model, "optimizer":
+                                      torch.optim.SGD(model.parameters(), lr=0.1)})
+    assert ck.last_checkpoint() is None
+    torch.save({"model": model.state_dict()}, tmp_path / "w.pth")
+    with pytest.raises(ValueError, match=r"w\.pth lacks \['optimizer'\]"):
+        ck.resume(str(tmp_path / "w.pth"))

@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Train (or, with --eval-only, evaluate) any fewshot_det model from a config.
+
+    python tools/train_net.py --config configs/quickstart/faster_rcnn_R18_FPN_shapes.yaml
+    python tools/train_net.py --config CFG --resume            # continue an interrupted run
+    python tools/train_net.py --config CFG --eval-only MODEL.WEIGHTS out/model_final.pth
+    python tools/train_net.py --config CFG --num-gpus 4        # DDP on one machine
+    torchrun --nnodes 2 --nproc-per-node 8 ... tools/train_net.py --config CFG   # many machines
+
+Outputs in OUTPUT_DIR: config.yaml, log.txt, metrics.jsonl, model_XXXXXXX.pth,
+last_checkpoint, model_final.pth, inference/<dataset>/{metrics.json, predictions.json}.
+"""
+import logging
+
+from fewshot_det.engine.defaults import (default_argument_parser, default_setup, load_config,
+                                         resolve_device)
+from fewshot_det.engine.launch import launch
+
+logger = logging.getLogger("fewshot_det.train_net")
+
+
+def main(args):
+    from fewshot_det.checkpoint import load_weights
+    from fewshot_det.engine.train_loop import evaluate_model, train
+    from fewshot_det.modeling import build_model
+
+    cfg = default_setup(load_config(args.config, args.opts), args)
+    model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
+    if args.eval_only:
+        if not cfg.MODEL.WEIGHTS:
+            raise SystemExit("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
+        load_weights(model, cfg.MODEL.WEIGHTS)
+        return evaluate_model(cfg, model)
+    return train(cfg, model, resume=args.resume)
+
+
+if __name__ == "__main__":
+    args = default_argument_parser(__doc__).parse_args()
+    launch(main, args.num_gpus, args=(args,))
