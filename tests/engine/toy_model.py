@@ -7,10 +7,10 @@ class ToyDetector(nn.Module):
     """Predicts one box per image from pooled pixels; dropout draws from the torch RNG so
     that resume tests also check the RNG state is restored."""
 
-    def __init__(self, nan_at_call: int = -1):
+    def __init__(self, nan_at_call: int = -1, dropout: float = 0.3):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.drop = nn.Dropout(0.3)
+        self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(4, 4)
         self.nan_at_call, self.calls = nan_at_call, 0
 
