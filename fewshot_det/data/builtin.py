@@ -10,13 +10,8 @@ from __future__ import annotations
 import os
 
 from .catalog import DatasetCatalog
+from .fewshot.class_splits import VOC_CLASSES
 from .readers import load_coco_json, load_voc
-
-VOC_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-]
 
 
 def dataset_root() -> str:
@@ -44,7 +39,11 @@ def _coco(split: str):
 
 
 def register_builtin() -> None:
-    """Register voc_{2007,2012}_{train,val,trainval,test} and coco_2017_{train,val}."""
+    """Register voc_{2007,2012}_{train,val,trainval,test}, coco_2017_{train,val} and the
+    synthetic shapes_{train,test,trainval}[_coco] (generated on first use)."""
+    from .synthetic import register_synthetic
+
+    register_synthetic()
     for year, splits in (("2007", ("train", "val", "trainval", "test")),
                          ("2012", ("train", "val", "trainval"))):
         for split in splits:

@@ -37,6 +37,7 @@ def _default_image_root(json_file: str, first_file: Optional[str]) -> str:
     stem = os.path.splitext(os.path.basename(json_file))[0]
     split = stem.split("_", 1)[1] if stem.startswith("instances_") else stem
     candidates = [ann_dir, os.path.join(ann_dir, "..", split), os.path.join(ann_dir, "images"),
+                  os.path.join(ann_dir, "..", "JPEGImages"),
                   os.path.join(ann_dir, "..", "images", split),
                   os.path.join(ann_dir, "..", "images")]
     if first_file is None:
