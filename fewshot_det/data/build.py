@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -104,13 +105,36 @@ def build_test_loader(records: List[dict], mapper, *, num_workers: int = 0,
                    drop_last=False)
 
 
+def apply_class_split(cfg, metadata: Metadata) -> Metadata:
+    """Set ``metadata.base_classes / novel_classes`` from ``FEWSHOT.*`` when configured
+    (a dataset's own declared split, e.g. the synthetic set's, is kept otherwise)."""
+    from .fewshot import resolve_class_split
+
+    f = cfg.FEWSHOT
+    if f.SPLIT or f.BASE_CLASSES or f.NOVEL_CLASSES:
+        base, novel = resolve_class_split(metadata.thing_classes, f.SPLIT, f.BASE_CLASSES,
+                                          f.NOVEL_CLASSES)
+        metadata.set(base_classes=list(base), novel_classes=list(novel))
+    return metadata
+
+
 def build_train_loader_from_config(cfg, start_iter: int = 0,
                                    mapper: Optional[DatasetMapper] = None):
-    """(loader, metadata) for ``cfg.DATASETS.TRAIN``."""
+    """(loader, metadata) for ``cfg.DATASETS.TRAIN``; its K-shot subset when
+    ``FEWSHOT.SHOTS`` > 0 (split files read from / written to ``FEWSHOT.SPLIT_DIR``)."""
     records, metadata = get_detection_dataset(
         cfg.DATASETS.TRAIN, check_images=cfg.DATASETS.CHECK_IMAGES,
         box_policy=cfg.DATASETS.BOX_POLICY,
         filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+    apply_class_split(cfg, metadata)
+    if cfg.FEWSHOT.SHOTS > 0:
+        from .fewshot import fewshot_records
+
+        split_dir = cfg.FEWSHOT.SPLIT_DIR or os.path.join(cfg.OUTPUT_DIR, "splits")
+        records = fewshot_records(records, metadata, cfg.FEWSHOT.SHOTS, cfg.FEWSHOT.SEED,
+                                  split_dir=split_dir)
+        logger.info("K-shot training set: %d shots/class, split seed %d, %d images",
+                    cfg.FEWSHOT.SHOTS, cfg.FEWSHOT.SEED, len(records))
     mapper = mapper or DatasetMapper.from_config(cfg, is_train=True)
     loader = build_train_loader(records, mapper, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
                                 seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS,
@@ -123,6 +147,7 @@ def build_test_loader_from_config(cfg, dataset_name: str,
     """(loader, records, metadata) for one test dataset."""
     records, metadata = get_detection_dataset(
         [dataset_name], check_images=cfg.DATASETS.CHECK_IMAGES, box_policy="keep")
+    apply_class_split(cfg, metadata)
     mapper = mapper or DatasetMapper.from_config(cfg, is_train=False)
     loader = build_test_loader(records, mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
     return loader, records, metadata
