@@ -23,15 +23,13 @@ logger = logging.getLogger(__name__)
 
 def outputs_to_results(inputs: List[dict], outputs: List[dict], metadata: Metadata) -> List[dict]:
     """COCO results entries (XYWH boxes, dataset category ids) for one batch."""
-    to_dataset_id = metadata.contiguous_id_to_dataset_id
+    from ..evaluation import instances_to_results
+
     results = []
     for inp, out in zip(inputs, outputs):
-        boxes = out["boxes"].detach().float().cpu()
-        boxes[:, 2:] -= boxes[:, :2]
-        for box, score, label in zip(boxes.tolist(), out["scores"].tolist(),
-                                     out["labels"].tolist()):
-            results.append({"image_id": inp["image_id"], "category_id": to_dataset_id[int(label)],
-                            "bbox": [round(v, 3) for v in box], "score": round(float(score), 5)})
+        results += instances_to_results(inp["image_id"], out["boxes"].detach().float().cpu(),
+                                        out["scores"].detach().float().cpu(),
+                                        out["labels"].cpu(), metadata)
     return results
 
 
