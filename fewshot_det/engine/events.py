@@ -50,7 +50,9 @@ class Progress:
     def __init__(self, start: int, max_iter: int, *, enabled: bool, period: int = 20):
         self.start, self.max_iter, self.period = start, max_iter, period
         self.enabled = enabled
-        self._bar = tqdm(total=max_iter, initial=start, disable=not enabled, dynamic_ncols=True,
+        # The bar only on a terminal; logs and CI get the periodic line (with ETA) instead.
+        self._bar = tqdm(total=max_iter, initial=start, dynamic_ncols=True,
+                         disable=not (enabled and sys.stderr.isatty()),
                          file=sys.stderr, mininterval=1.0, desc="train")
         self._t0 = time.perf_counter()
 

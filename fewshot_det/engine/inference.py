@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from typing import Dict, List
 
@@ -42,7 +43,7 @@ def inference_on_dataset(model: torch.nn.Module, loader, metadata: Metadata, *,
     results: List[dict] = []
     start = time.perf_counter()
     try:
-        for batch in tqdm(loader, desc=desc, disable=not is_main_process(), mininterval=1.0,
+        for batch in tqdm(loader, desc=desc, disable=not (is_main_process() and sys.stderr.isatty()), mininterval=1.0,
                           dynamic_ncols=True):
             results.extend(outputs_to_results(batch, model(batch), metadata))
     finally:
