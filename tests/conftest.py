@@ -1,5 +1,9 @@
 import os
 
+# Before torch loads OpenMP: with the default (spinning) wait policy, two processes sharing
+# 2 cores (pytest + a data worker, or CI beside anything) slow each other down 10-20x.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 
 BCCD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "BCCD")

@@ -31,6 +31,9 @@ _C.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
 # Freeze the first stages (detectron2 meaning): 0 nothing, 1 stem, 2 stem+res2 (layer1),
 # 3 stem+res2+res3 (layers 1-2, the few-shot fine-tuning default), 4 +res4, 5 everything.
 _C.MODEL.BACKBONE.FREEZE_AT = 2
+# Run the convolutions on channels-last (NHWC) feature maps: same results, faster on CPU
+# (oneDNN) and on GPUs with mixed precision.
+_C.MODEL.BACKBONE.CHANNELS_LAST = True
 
 _C.MODEL.RESNETS = CN()
 # 18, 34, 50 or 101.
@@ -57,6 +60,10 @@ _C.MODEL.ANCHOR_GENERATOR = CN()
 _C.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
 # Height/width ratios; one list used for every level.
 _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
+# Anchor stride of a level: False = the level's declared stride (detectron2); True =
+# padded image size // feature size (torchvision; differs for P6 when the padded size / 32
+# is odd). Set True to reproduce torchvision's Faster R-CNN exactly.
+_C.MODEL.ANCHOR_GENERATOR.STRIDE_FROM_SHAPE = False
 
 _C.MODEL.RPN = CN()
 # Proposal generator: "RPN" or "AttentionRPN" (support-conditioned, few-shot).
@@ -99,9 +106,12 @@ _C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
 _C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True
 
 _C.MODEL.ROI_BOX_HEAD = CN()
-# RoIAlign output size and sampling ratio (0 = adaptive, as torchvision).
+# RoIAlign output size and sampling points per bin side (0 = adaptive, detectron2;
+# torchvision's Faster R-CNN uses 2).
 _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
 _C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0
+# "ROIAlignV2" (half-pixel aligned, detectron2) or "ROIAlign" (torchvision's Faster R-CNN).
+_C.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
 # Number and width of the fully-connected layers of the box head.
 _C.MODEL.ROI_BOX_HEAD.NUM_FC = 2
 _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
@@ -237,3 +247,56 @@ _C.OUTPUT_DIR = "./output"
 _C.SEED = 0
 # Make cuDNN deterministic (slower).
 _C.CUDNN_DETERMINISTIC = False
+
+# ---------------------------------------------------------------------------------------
+# YOLO-grid (MODEL.META_ARCHITECTURE "YOLOGrid"; fewshot_det/modeling/yolo/)
+# ---------------------------------------------------------------------------------------
+# The class count K is MODEL.ROI_HEADS.NUM_CLASSES (filled from the data by the tools, as
+# for every meta-architecture). The input is INPUT.FIXED_SIZE square (INPUT.RESIZE_MODE
+# "fixed_square"); the backbone is MODEL.BACKBONE.NAME "build_resnet_backbone"
+# (MODEL.RESNETS.*), so MODEL.WEIGHTS loads as for the R-CNN.
+_C.MODEL.YOLO = CN()
+# Grid size S: the image is divided into S x S cells. When the backbone feature is not
+# S x S (INPUT.FIXED_SIZE / 32 for res5) it is average-pooled to S x S.
+_C.MODEL.YOLO.GRID_SIZE = 14
+# Boxes B predicted per cell (each: x, y, w, h, confidence).
+_C.MODEL.YOLO.NUM_BOXES = 2
+# Backbone feature the head reads ("res4" or "res5").
+_C.MODEL.YOLO.IN_FEATURE = "res5"
+# Head: this many 3x3 conv + norm + LeakyReLU layers of HEAD_CONV_DIM channels before the
+# 1x1 box and class predictors (0 = predictors directly on the backbone feature).
+_C.MODEL.YOLO.HEAD_NUM_CONVS = 2
+_C.MODEL.YOLO.HEAD_CONV_DIM = 256
+# Normalisation of the head's convs: "BN", "GN" or "" (none).
+_C.MODEL.YOLO.HEAD_NORM = "BN"
+# Weight of the box-regression term (YOLOv1 lambda_coord).
+_C.MODEL.YOLO.L_COORD = 5.0
+# Weight of the no-object confidence term (YOLOv1 lambda_noobj).
+_C.MODEL.YOLO.L_NOOBJ = 0.5
+# Weight of the class-probability term (1 in YOLOv1).
+_C.MODEL.YOLO.L_CLASS = 1.0
+# Confidence target of the responsible box: "iou" (its IoU with the GT box, YOLOv1) or "one".
+_C.MODEL.YOLO.CONF_TARGET = "iou"
+# Test-time decoding: detections scoring (confidence x class probability) below this are
+# dropped, then per-class NMS at this IoU, then the top TEST.DETECTIONS_PER_IMAGE are kept.
+_C.MODEL.YOLO.SCORE_THRESH_TEST = 0.01
+_C.MODEL.YOLO.NMS_THRESH_TEST = 0.5
+
+# YOLO-style training augmentation (fewshot_det/data/yolo_transforms.py), used when
+# INPUT.RESIZE_MODE is "fixed_square"; the flip probability is INPUT.RANDOM_FLIP.
+_C.INPUT.YOLO_AUG = CN()
+_C.INPUT.YOLO_AUG.ENABLED = False
+# Probability of a random crop keeping between CROP_MIN and 1 of each side (drawn per side).
+_C.INPUT.YOLO_AUG.CROP_PROB = 0.5
+_C.INPUT.YOLO_AUG.CROP_MIN = 0.6
+# Random scaling by a factor in [1 - SCALE, 1 + SCALE] about the centre, and translation by
+# up to SHIFT x the image size (YOLOv1: 0.2 and 0.2). 0 disables each.
+_C.INPUT.YOLO_AUG.SCALE = 0.2
+_C.INPUT.YOLO_AUG.SHIFT = 0.2
+# Colour jitter in HSV: hue shift up to +-HUE of the hue circle; saturation and exposure
+# (value) multiplied by a factor in [1 / x, x] (YOLOv1: 1.5, 1.5). 1.0 disables.
+_C.INPUT.YOLO_AUG.HUE = 0.0
+_C.INPUT.YOLO_AUG.SATURATION = 1.5
+_C.INPUT.YOLO_AUG.EXPOSURE = 1.5
+# A box keeping less than this fraction of its area after a crop, scale or shift is dropped.
+_C.INPUT.YOLO_AUG.MIN_VISIBLE = 0.25

@@ -1,0 +1,189 @@
+"""``load_weights(model, path)``: initialise a model from MODEL.WEIGHTS, reporting clearly.
+
+What is reported (and logged at INFO):
+- the detected format and how many of the model's tensors were loaded;
+- model tensors missing from the file (left as initialised), grouped by module;
+- file tensors the model does not use, grouped, under their names in the file;
+- a box predictor skipped because its class count differs (fine-tuning on new classes).
+A shape mismatch anywhere else is a configuration error (e.g. ResNet-50 weights in a
+ResNet-18 model) and raises ``ValueError`` listing the tensors.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List
+
+import torch
+from torch import nn
+
+from .convert import PREDICTOR, convert
+from .io import read_weights
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadReport:
+    """What ``load_weights`` did. ``str(report)`` is the grouped, human-readable summary."""
+
+    path: str
+    format: str
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    skipped: Dict[str, str] = field(default_factory=dict)  # our name -> reason
+    hint: str = ""  # a likely input-normalisation mismatch, when one is detected
+
+    def __str__(self) -> str:
+        total = len(self.loaded) + len(self.missing) + len(self.skipped)
+        lines = [f"Loaded {len(self.loaded)}/{total} model tensors from "
+                 f"{os.path.basename(self.path)} (format: {self.format})"]
+        for reason in sorted(set(self.skipped.values())):
+            lines.append(f"Skipped: {reason}")
+        if self.missing:
+            lines.append("Not in the checkpoint (left as initialised):")
+            lines += ["  " + g for g in group_keys(self.missing)]
+        if self.unexpected:
+            lines.append("In the checkpoint but unused by the model:")
+            lines += ["  " + g for g in group_keys(self.unexpected)]
+        if self.hint:
+            lines.append("Warning: " + self.hint)
+        return "\n".join(lines)
+
+
+def load_weights(model: nn.Module, path: str) -> LoadReport:
+    """Load the weights at ``path`` into ``model`` (any supported format, see ``convert``).
+
+    Args:
+        model: the model (a DistributedDataParallel wrapper is unwrapped).
+        path: local file: our checkpoint ({"model": state_dict, ...}), a torchvision ResNet
+            or Faster R-CNN state dict, or detectron2 ResNet weights (.pkl / .pth).
+    Returns:
+        a LoadReport (also logged).
+    Raises:
+        FileNotFoundError, or ValueError for unreadable files, unknown formats, shape
+        mismatches outside the box predictor, or a file sharing no tensor with the model.
+    """
+    model = getattr(model, "module", model)
+    fmt, converted = convert(read_weights(path))
+    own = dict(model.state_dict())
+    report = LoadReport(path=path, format=fmt)
+    to_load, mismatched = _match(converted, own, report)
+    _skip_predictor(mismatched, report, to_load)
+    if mismatched:
+        details = "; ".join(f"{n}: checkpoint {a} vs model {b}" for n, a, b in mismatched[:10])
+        raise ValueError(f"{path}: shapes do not match the model (check MODEL.RESNETS.DEPTH, "
+                         f"MODEL.FPN.OUT_CHANNELS, ...): {details}")
+    if not to_load:
+        raise ValueError(f"{path} ({fmt}) shares no tensor with the model; nothing loaded")
+    model.load_state_dict(to_load, strict=False)
+    report.loaded = sorted(to_load)
+    report.unexpected.sort()
+    report.missing = sorted(n for n in own if n not in to_load and n not in report.skipped
+                            and not n.endswith("num_batches_tracked"))
+    report.hint = _input_order_hint(model, fmt)
+    logger.log(logging.WARNING if report.hint else logging.INFO, "%s", report)
+    return report
+
+
+# Channel order the pretrained weights of a format were trained with, and the config for it.
+_INPUT_ORDER = {
+    "torchvision_resnet": ("RGB", "INPUT.FORMAT RGB, MODEL.PIXEL_MEAN [123.675, 116.28, 103.53], "
+                                  "MODEL.PIXEL_STD [58.395, 57.12, 57.375]"),
+    "torchvision_detection": ("RGB", "configs/torchvision/faster_rcnn_R_50_FPN.yaml"),
+    "detectron2_c2": ("BGR", "INPUT.FORMAT BGR, MODEL.PIXEL_STD [1.0, 1.0, 1.0], "
+                             "MODEL.RESNETS.STRIDE_IN_1X1 True"),
+}
+
+
+def _input_order_hint(model: nn.Module, fmt: str) -> str:
+    """A warning when PIXEL_MEAN's order (ImageNet's R > B) contradicts the weights'."""
+    mean = getattr(model, "pixel_mean", None)
+    if fmt not in _INPUT_ORDER or mean is None or mean.numel() != 3:
+        return ""
+    order = "RGB" if float(mean[0]) > float(mean[2]) else "BGR"
+    expected, settings = _INPUT_ORDER[fmt]
+    if order == expected:
+        return ""
+    return (f"{fmt} weights expect {expected} input but MODEL.PIXEL_MEAN "
+            f"{[round(float(v), 3) for v in mean.flatten()]} looks {order}; use {settings}")
+
+
+def _match(converted, own: Dict[str, torch.Tensor], report: LoadReport):
+    """Split converted tensors into loadable ones and shape mismatches; note unused ones.
+
+    Returns:
+        ({our name: tensor}, [(our name, file shape, model shape)])
+    """
+    to_load, mismatched = {}, []
+    for src, name, tensor in converted:
+        if name not in own:
+            if src is not None and not src.endswith("num_batches_tracked"):
+                report.unexpected.append(src)
+        elif tuple(tensor.shape) != tuple(own[name].shape):
+            mismatched.append((name, tuple(tensor.shape), tuple(own[name].shape)))
+        else:
+            to_load[name] = tensor
+    return to_load, mismatched
+
+
+def _skip_predictor(mismatched: list, report: LoadReport, to_load: dict) -> None:
+    """Move box-predictor shape mismatches (another class count) out of ``mismatched``.
+
+    The whole predictor is then skipped: a half-loaded predictor would be meaningless.
+    """
+    predictor = [m for m in mismatched if m[0].startswith(PREDICTOR)]
+    if not predictor:
+        return
+    mismatched[:] = [m for m in mismatched if not m[0].startswith(PREDICTOR)]
+    shapes = {name: (a, b) for name, a, b in predictor}
+    if PREDICTOR + "cls_score.weight" in shapes:
+        ckpt, own = shapes[PREDICTOR + "cls_score.weight"]
+        reason = (f"box predictor ({PREDICTOR}*): the checkpoint has {ckpt[0] - 1} classes, "
+                  f"the model {own[0] - 1}; it keeps its initial weights (fine-tuning)")
+    else:
+        reason = (f"box predictor ({PREDICTOR}*): shapes differ "
+                  f"({', '.join(f'{n}: {a} vs {b}' for n, (a, b) in shapes.items())}); "
+                  f"it keeps its initial weights")
+    for name in list(shapes) + [n for n in to_load if n.startswith(PREDICTOR)]:
+        report.skipped[name] = reason
+        to_load.pop(name, None)
+
+
+def group_keys(keys: Iterable[str]) -> List[str]:
+    """Compact listing of parameter names, e.g. ``fpn.inner_blocks.{0,1,2}.0.{bias,weight}``.
+
+    Keys sharing a module are merged (``{bias,weight}``), then modules differing only in
+    one index; modules differing in several indices are summarised with ``*`` and a count.
+
+    Returns:
+        sorted lines.
+    """
+    groups = defaultdict(list)
+    for key in keys:
+        prefix, _, leaf = key.rpartition(".")
+        groups[prefix].append(leaf)
+    lines = []
+    for prefix, leaves in groups.items():
+        leaf = leaves[0] if len(leaves) == 1 else "{" + ",".join(sorted(leaves)) + "}"
+        lines.append(f"{prefix}.{leaf}" if prefix else leaf)
+    by_template = defaultdict(list)
+    for line in lines:
+        by_template[re.sub(r"(?<=\.)\d+(?=\.)", "*", line)].append(line.split("."))
+    merged = []
+    for template, members in by_template.items():
+        varying = [i for i in range(len(members[0])) if len({m[i] for m in members}) > 1]
+        if len(members) == 1:
+            merged.append(".".join(members[0]))
+        elif len(varying) == 1:
+            i = varying[0]
+            parts = list(members[0])
+            parts[i] = "{" + ",".join(sorted({m[i] for m in members}, key=int)) + "}"
+            merged.append(".".join(parts))
+        else:
+            merged.append(f"{template} ({len(members)} modules)")
+    return sorted(merged)

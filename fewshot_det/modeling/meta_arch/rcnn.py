@@ -1,0 +1,74 @@
+"""Faster R-CNN: backbone -> proposal generator -> ROI heads, behind ``model(batch)``.
+
+Shape glossary: N images, M GT boxes of one image, D detections of one image.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..backbone import Backbone
+from ..registry import (BACKBONE_REGISTRY, META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
+                        ROI_HEADS_REGISTRY, lookup)
+from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
+
+
+@META_ARCH_REGISTRY.register()
+class GeneralizedRCNN(nn.Module):
+    """Two-stage detector (Faster R-CNN with the default components).
+
+    Args:
+        backbone: images -> named features, with ``output_shape()``.
+        proposal_generator: (images, features, targets) -> (proposals, losses).
+        roi_heads: (images, features, proposals, targets) -> (detections, losses).
+        pixel_mean, pixel_std: per channel, 0-255 scale, in the input's channel order.
+    """
+
+    def __init__(self, *, backbone: Backbone, proposal_generator: nn.Module,
+                 roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float]):
+        super().__init__()
+        self.backbone = backbone
+        self.proposal_generator = proposal_generator
+        self.roi_heads = roi_heads
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg) -> "GeneralizedRCNN":
+        backbone = lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")(cfg)
+        shapes = backbone.output_shape()
+        rpn_cls = lookup(PROPOSAL_GENERATOR_REGISTRY, cfg.MODEL.RPN.NAME, "MODEL.RPN.NAME")
+        roi_cls = lookup(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME, "MODEL.ROI_HEADS.NAME")
+        return cls(backbone=backbone, proposal_generator=rpn_cls.from_config(cfg, shapes),
+                   roi_heads=roi_cls.from_config(cfg, shapes),
+                   pixel_mean=cfg.MODEL.PIXEL_MEAN, pixel_std=cfg.MODEL.PIXEL_STD)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+        """
+        Args:
+            batch: per image {"image": [3, H, W] 0-255 in INPUT.FORMAT order (resized),
+                "height", "width" (original size), "image_id",
+                "instances": {"gt_boxes": [M, 4] XYXY resized frame, "gt_labels": [M] 1..K}
+                (training only)}.
+        Returns:
+            training: {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"} scalars;
+            eval: per image {"boxes": float [D, 4] XYXY original pixels, "scores": [D],
+                "labels": int64 [D] in 1..K}.
+        """
+        images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
+                                   self.pixel_std, self.backbone.size_divisibility)
+        targets = None
+        if self.training:
+            targets = prepare_targets(batch, self.roi_heads.num_classes, self.device)
+        features = self.backbone(images.tensors)
+        proposals, proposal_losses = self.proposal_generator(images, features, targets)
+        detections, detector_losses = self.roi_heads(images, features, proposals, targets)
+        if self.training:
+            return {**proposal_losses, **detector_losses}
+        return rescale_detections(detections, batch, images.image_sizes)
