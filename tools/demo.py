@@ -8,6 +8,8 @@ import argparse
 import os
 import sys
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tools/train_net.py
+
 import cv2
 import numpy as np
 

@@ -11,6 +11,11 @@ Outputs in OUTPUT_DIR: config.yaml, log.txt, metrics.jsonl, model_XXXXXXX.pth,
 last_checkpoint, model_final.pth, inference/<dataset>/{metrics.json, predictions.json}.
 """
 import logging
+import os
+
+# Before torch starts OpenMP: spinning worker threads slow a step 10-20x whenever another
+# process (a data-loader worker, anything else) wants the same cores. Users may override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from fewshot_det.engine.defaults import (default_argument_parser, default_setup, load_config,
                                          resolve_device)
