@@ -300,3 +300,50 @@ _C.INPUT.YOLO_AUG.SATURATION = 1.5
 _C.INPUT.YOLO_AUG.EXPOSURE = 1.5
 # A box keeping less than this fraction of its area after a crop, scale or shift is dropped.
 _C.INPUT.YOLO_AUG.MIN_VISIBLE = 0.25
+
+# ---------------------------------------------------------------------------------------
+# Few-shot training: base/novel phases, episodes, support crops, fine-tuning
+# (fewshot_det/data/episodes.py, fewshot_det/engine/fewshot.py, tools/finetune_fewshot.py)
+# ---------------------------------------------------------------------------------------
+# Annotations kept in the training set: "all", or "base" (novel-class boxes removed, so
+# novel objects are background: the base-training phase of TFA / FsDet). The class count
+# of the model does not change; novel rows are re-initialised by the fine-tuning surgery.
+_C.FEWSHOT.TRAIN_CLASSES = "all"
+
+_C.FEWSHOT.EPISODE = CN()
+# Episodic batches: every query image comes with N-way K-shot support crops (needed by
+# MODEL.META_ARCHITECTURE "SiameseRCNN", ignored by the other models' losses).
+_C.FEWSHOT.EPISODE.ENABLED = False
+# N: classes per episode, those present in the query and absent ones (negatives).
+# Clamped to the number of classes that have support instances.
+_C.FEWSHOT.EPISODE.WAYS = 3
+# Support crops per episode class (drawn from other images than the query when possible).
+_C.FEWSHOT.EPISODE.SHOTS = 1
+# Classes absent from the query in every episode (when the dataset has that many).
+_C.FEWSHOT.EPISODE.MIN_NEGATIVES = 1
+
+_C.FEWSHOT.SUPPORT = CN()
+# Side (pixels) of the square support crops, a multiple of 32 for the FPN.
+_C.FEWSHOT.SUPPORT.SIZE = 128
+# Context around a support box: the crop side is max(box w, box h) * (1 + 2 * CONTEXT).
+_C.FEWSHOT.SUPPORT.CONTEXT = 0.2
+# Instances whose box is smaller than this (pixels, either side) are never supports.
+_C.FEWSHOT.SUPPORT.MIN_BOX_SIZE = 4.0
+
+_C.FEWSHOT.FINETUNE = CN()
+# Regular expressions of the parameter names fine-tuned by tools/finetune_fewshot.py; the
+# other parameters are frozen. Empty = all (MODEL.BACKBONE.FREEZE_AT still applies).
+# TFA fine-tunes the last layers only: ["^roi_heads\\.box_predictor\\."].
+_C.FEWSHOT.FINETUNE.TRAINABLE = []
+
+# Siamese few-shot detector (MODEL.META_ARCHITECTURE "SiameseRCNN",
+# fewshot_det/modeling/meta_arch/siamese_rcnn.py and fewshot_det/modeling/fewshot/).
+_C.MODEL.SIAMESE = CN()
+# Momentum of the running class prototypes kept while training (used at inference when no
+# support set was given): bank = m * bank + (1 - m) * episode prototype.
+_C.MODEL.SIAMESE.PROTOTYPE_MOMENTUM = 0.99
+# Width E of the relation space where RoI features and class prototypes are compared.
+_C.MODEL.SIAMESE.RELATION_DIM = 128
+# Weight of the meta loss (support crops classified into the dataset's classes; Meta R-CNN),
+# which keeps the prototypes of different classes apart. 0 disables it.
+_C.MODEL.SIAMESE.META_LOSS_WEIGHT = 1.0

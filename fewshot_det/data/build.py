@@ -127,6 +127,12 @@ def build_train_loader_from_config(cfg, start_iter: int = 0,
         box_policy=cfg.DATASETS.BOX_POLICY,
         filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     apply_class_split(cfg, metadata)
+    # Few-shot base training (FEWSHOT.TRAIN_CLASSES base): novel-class boxes are dropped.
+    from .episodes import restrict_to_classes, training_classes
+
+    keep = training_classes(cfg, metadata)
+    if keep is not None:
+        records = restrict_to_classes(records, metadata.thing_classes, keep)
     if cfg.FEWSHOT.SHOTS > 0:
         from .fewshot import fewshot_records
 
@@ -136,6 +142,10 @@ def build_train_loader_from_config(cfg, start_iter: int = 0,
         logger.info("K-shot training set: %d shots/class, split seed %d, %d images",
                     cfg.FEWSHOT.SHOTS, cfg.FEWSHOT.SEED, len(records))
     mapper = mapper or DatasetMapper.from_config(cfg, is_train=True)
+    if cfg.FEWSHOT.EPISODE.ENABLED:  # support-conditioned models: N-way K-shot episodes
+        from .episodes import EpisodicMapper
+
+        mapper = EpisodicMapper.from_config(cfg, mapper, records)
     loader = build_train_loader(records, mapper, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
                                 seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS,
                                 start_iter=start_iter)

@@ -52,6 +52,15 @@ class DatasetMapper:
             max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,
             min_size_test=i.MIN_SIZE_TEST, max_size_test=i.MAX_SIZE_TEST,
             fixed_size=i.FIXED_SIZE, flip_prob=i.RANDOM_FLIP)
+        if is_train and i.RESIZE_MODE == "fixed_square" and i.YOLO_AUG.ENABLED:
+            from .yolo_transforms import build_yolo_train_transforms
+
+            a = i.YOLO_AUG
+            transforms = build_yolo_train_transforms(
+                fixed_size=i.FIXED_SIZE, flip_prob=i.RANDOM_FLIP, image_format=i.FORMAT,
+                crop_prob=a.CROP_PROB, crop_min=a.CROP_MIN, scale=a.SCALE, shift=a.SHIFT,
+                hue=a.HUE, saturation=a.SATURATION, exposure=a.EXPOSURE,
+                min_visible=a.MIN_VISIBLE)
         return cls(transforms=transforms, image_format=i.FORMAT,
                    use_difficult=cfg.DATASETS.TRAIN_USE_DIFFICULT, keep_annotations=is_train)
 

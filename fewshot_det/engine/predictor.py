@@ -5,10 +5,17 @@
     predictor = fewshot_det.Predictor(cfg)
     out = predictor(cv2.imread("image.jpg"))     # H x W x 3 uint8, INPUT.FORMAT order
     out["boxes"], out["scores"], out["labels"], out["class_names"]
+
+A support-conditioned model (SiameseRCNN) also takes examples of classes at inference time,
+including classes it was never trained on:
+
+    predictor = fewshot_det.Predictor(cfg, supports={"bird_nest": [(img1, [x1, y1, x2, y2]),
+                                                                   (img2, box2)]})
+    predictor.set_supports({"insulator": [(img3, box3)]})   # add / replace classes later
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -16,6 +23,9 @@ import torch
 from ..data.mapper import image_to_tensor
 from ..data.transforms import apply_transforms, build_transforms
 from .defaults import resolve_device
+
+# {class name: [(H x W x 3 uint8 image, box [x1, y1, x2, y2] in its pixels), ...]}
+SupportExamples = Dict[str, Sequence[Tuple[np.ndarray, Sequence[float]]]]
 
 
 def _class_names_from(cfg, weights_path: str) -> Optional[List[str]]:
@@ -41,7 +51,8 @@ def _class_names_from(cfg, weights_path: str) -> Optional[List[str]]:
 class Predictor:
     """Loads ``MODEL.WEIGHTS`` into the configured model, in eval mode on MODEL.DEVICE."""
 
-    def __init__(self, cfg, class_names: Optional[List[str]] = None):
+    def __init__(self, cfg, class_names: Optional[List[str]] = None,
+                 supports: Optional[SupportExamples] = None):
         from ..checkpoint import load_weights
         from ..modeling import build_model
 
@@ -63,6 +74,54 @@ class Predictor:
             max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,
             min_size_test=i.MIN_SIZE_TEST, max_size_test=i.MAX_SIZE_TEST,
             fixed_size=i.FIXED_SIZE, flip_prob=0.0)
+        if supports:
+            self.set_supports(supports)
+
+    def set_supports(self, supports: SupportExamples) -> None:
+        """Give example objects of classes, by name (support-conditioned models only).
+
+        Each example is cropped around its box with context (``FEWSHOT.SUPPORT.*``) and
+        encoded once; the class prototypes are cached in the model. A name that is not
+        one of ``class_names`` adds a class.
+
+        Args:
+            supports: {class name: [(H x W x 3 uint8 image in INPUT.FORMAT order,
+                box [x1, y1, x2, y2] in its pixels), ...]}.
+        Raises:
+            ValueError: the model does not take supports, a class has no example, or an
+                image / box is malformed.
+        """
+        from ..data.episodes import SupportCropper, stack_supports
+
+        if not hasattr(self.model, "set_supports"):
+            raise ValueError(f"{type(self.model).__name__} does not take support examples; "
+                             f"use MODEL.META_ARCHITECTURE SiameseRCNN")
+        # Unnamed trained classes keep their labels 1..K; new names come after them.
+        names = self.class_names = list(self.class_names or [
+            f"class{i}" for i in range(1, self.cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1)])
+        cropper = SupportCropper.from_config(self.cfg)
+        crops, boxes, labels = [], [], []
+        for name, examples in supports.items():
+            if not examples:
+                raise ValueError(f"supports: class {name!r} has no example")
+            if name not in names:
+                names.append(name)
+            for image, box in examples:
+                self._check_image(image)
+                crop, crop_box = cropper.crop(image, box)
+                crops.append(crop)
+                boxes.append(crop_box)
+                labels.append(names.index(name) + 1)
+        s = stack_supports(crops, boxes, labels)
+        self.model.set_supports(s["images"], s["boxes"], s["labels"])
+
+    @staticmethod
+    def _check_image(image) -> None:
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"Predictor expects an H x W x 3 numpy array, got "
+                             f"{getattr(image, 'shape', type(image))}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"Predictor expects uint8 pixels, got {image.dtype}")
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> dict:
@@ -72,11 +131,7 @@ class Predictor:
             {"boxes": float32 [N, 4] XYXY in this image's pixels, "scores": [N],
              "labels": int64 [N] in 1..K, "class_names": list of N names (or None)}
         """
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"Predictor expects an H x W x 3 numpy array, got "
-                             f"{getattr(image, 'shape', type(image))}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"Predictor expects uint8 pixels, got {image.dtype}")
+        self._check_image(image)
         h, w = image.shape[:2]
         resized, _ = apply_transforms(self.transforms, image, np.zeros((0, 4), np.float32),
                                       np.random.default_rng(0))

@@ -1,5 +1,8 @@
 """Meta-architectures: whole detectors behind ``model(batch)``."""
 from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
 from .rcnn import GeneralizedRCNN
+from .siamese_rcnn import SiameseRCNN  # few-shot (also registers modeling.fewshot parts)
+from .yolo_grid import YOLOGrid  # noqa: F401 (registers)
 
-__all__ = ["GeneralizedRCNN", "normalize_and_pad", "prepare_targets", "rescale_detections"]
+__all__ = ["GeneralizedRCNN", "SiameseRCNN", "YOLOGrid", "normalize_and_pad", "prepare_targets",
+           "rescale_detections"]

@@ -1,0 +1,336 @@
+"""Few-shot fine-tuning over split seeds, and the seed aggregation (tools/finetune_fewshot.py).
+
+For each split seed s (``FEWSHOT.SEED``, separate from the training ``SEED``):
+
+    OUTPUT_DIR/splits/seed{s}/...  the K-shot split, sampled once (or read: TFA files work)
+    OUTPUT_DIR/seed{s}/            a fresh training run (own optimizer, schedule, iteration
+                                   counter) from MODEL.WEIGHTS after class surgery, then
+                                   the evaluation; ``results.json`` holds its metrics
+    OUTPUT_DIR/summary.json        {"shots", "seeds", "metrics": {name: {"mean", "std",
+                                   "ci95", "values"}}, ...}
+
+Nothing here depends on the meta-architecture: class surgery is looked up by
+``MODEL.META_ARCHITECTURE`` in ``modeling.fewshot.SURGERY_REGISTRY``; the optional
+support-only evaluation needs a model with ``set_supports`` (``SiameseRCNN``) and says so
+otherwise.
+
+Aggregation follows TFA's seed protocol: mean over seeds and a 95 % confidence interval
+of the mean, ``t_{0.975, n-1} * std / sqrt(n)`` with the sample standard deviation.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import warnings
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from ..data.fewshot import FewShotWarning
+from .checkpoint import save_atomic
+from .defaults import resolve_device, seed_all
+
+logger = logging.getLogger(__name__)
+
+# Metrics shown in the printed table (all numeric metrics go to summary.json).
+TABLE_METRICS = ("nAP50", "nAP", "nAP75", "bAP50", "bAP", "AP50", "AP")
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom.
+_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
+         2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
+         2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
+         2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
+
+
+# --------------------------------------------------------------------- aggregation
+def t_quantile_975(dof: int) -> float:
+    """t_{0.975} with ``dof`` degrees of freedom (table; Cornish-Fisher beyond 30)."""
+    if dof < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {dof}")
+    if dof <= len(_T975):
+        return _T975[dof - 1]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * dof) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * dof ** 2)
+
+
+def aggregate(values: Sequence[float]) -> Dict[str, object]:
+    """{"mean", "std" (sample, ddof 1), "ci95" (t-based; None for one value), "values"}."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if not n:
+        return {"mean": None, "std": None, "ci95": None, "values": []}
+    mean = sum(values) / n
+    if n == 1:
+        return {"mean": mean, "std": 0.0, "ci95": None, "values": values}
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return {"mean": mean, "std": std, "ci95": t_quantile_975(n - 1) * std / math.sqrt(n),
+            "values": values}
+
+
+def summarize(shots: int, seeds: Sequence[int], per_seed: Sequence[Dict[str, float]], *,
+              mode: str = "finetune") -> Dict[str, object]:
+    """The summary of one K over seeds: every numeric top-level metric aggregated.
+
+    Values of -1 (undefined, e.g. no novel class) are left out of a metric's aggregate.
+    """
+    names = [k for k, v in per_seed[0].items() if isinstance(v, (int, float))] if per_seed \
+        else []
+    metrics = {k: aggregate([m[k] for m in per_seed if m.get(k, -1) != -1]) for k in names}
+    return {"shots": int(shots), "seeds": [int(s) for s in seeds], "mode": mode,
+            "metrics": metrics}
+
+
+def format_summary(summary: Dict[str, object]) -> str:
+    """The printed table: mean ± 95 % CI over seeds, in percent."""
+    metrics = summary["metrics"]
+    seeds = summary["seeds"]
+    lines = [f"{summary['shots']}-shot {summary.get('mode', 'finetune')}, {len(seeds)} seeds "
+             f"{seeds}: mean ± 95% CI (t-distribution), %",
+             f"{'metric':<8} {'mean':>7} {'± ci95':>8} {'std':>6}  values"]
+    for name in [m for m in TABLE_METRICS if m in metrics]:
+        agg = metrics[name]
+        if agg["mean"] is None:
+            continue
+        ci = f"{100 * agg['ci95']:.1f}" if agg["ci95"] is not None else "n/a"
+        vals = " ".join(f"{100 * v:.1f}" for v in agg["values"])
+        lines.append(f"{name:<8} {100 * agg['mean']:7.1f} {'± ' + ci:>8} "
+                     f"{100 * agg['std']:6.1f}  {vals}")
+    return "\n".join(lines)
+
+
+def warn_if_no_novel_ap(metrics: Dict[str, float], where: str) -> bool:
+    """Warn loudly when novel AP is exactly 0: usually a surgery or label-mapping bug.
+
+    Returns:
+        True when the warning was given.
+    """
+    zero = [k for k in ("nAP", "nAP50") if metrics.get(k) == 0]
+    if not zero:
+        return False
+    msg = (f"{where}: {' and '.join(zero)} = 0: no novel-class object was detected. This is "
+           "the classic class-surgery / label-mapping bug: check that MODEL.WEIGHTS is the "
+           "base checkpoint, that its classes (saved in the checkpoint) match the dataset's "
+           "names, that the novel classes are in DATASETS.TRAIN's K-shot split, and that the "
+           "model trained long enough (SOLVER.MAX_ITER).")
+    logger.warning("!" * 80 + "\n%s\n" + "!" * 80, msg)
+    warnings.warn(msg, FewShotWarning, stacklevel=2)
+    return True
+
+
+# -------------------------------------------------------------------- data and weights
+def seed_config(cfg, shots: int, seed: int):
+    """``cfg`` for one split seed: FEWSHOT.SHOTS / SEED set, its own OUTPUT_DIR/seed{s},
+    split files in FEWSHOT.SPLIT_DIR (default OUTPUT_DIR/splits, shared by the seeds)."""
+    out = cfg.clone()
+    out.defrost()
+    out.FEWSHOT.SHOTS = int(shots)
+    out.FEWSHOT.SEED = int(seed)
+    out.FEWSHOT.SPLIT_DIR = cfg.FEWSHOT.SPLIT_DIR or os.path.join(cfg.OUTPUT_DIR, "splits")
+    out.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, f"seed{seed}")
+    out.freeze()
+    return out
+
+
+def fewshot_training_set(cfg):
+    """The K-shot records of ``cfg`` (split files written or read) and their metadata.
+
+    Warns loudly for every class with fewer than K instances in the split (a novel class
+    short of shots makes nAP meaningless for that seed).
+    """
+    from ..data.build import apply_class_split, get_detection_dataset
+    from ..data.fewshot import fewshot_records
+
+    records, metadata = get_detection_dataset(
+        cfg.DATASETS.TRAIN, check_images=cfg.DATASETS.CHECK_IMAGES,
+        box_policy=cfg.DATASETS.BOX_POLICY)
+    apply_class_split(cfg, metadata)
+    shots = cfg.FEWSHOT.SHOTS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FewShotWarning)
+        kshot = fewshot_records(records, metadata, shots, cfg.FEWSHOT.SEED,
+                                split_dir=cfg.FEWSHOT.SPLIT_DIR)
+    for w in caught:
+        logger.warning("%s", w.message)
+    short = short_classes(kshot, metadata, shots)
+    novel = set(metadata.get("novel_classes") or [])
+    for name, count in short.items():
+        msg = (f"few-shot split seed {cfg.FEWSHOT.SEED}: {'novel' if name in novel else 'base'} "
+               f"class {name!r} has only {count} of the {shots} requested instances")
+        if name in novel:
+            logger.warning("!" * 80 + "\n%s\n" + "!" * 80, msg)
+            warnings.warn(msg, FewShotWarning, stacklevel=2)
+        else:
+            logger.warning("%s", msg)
+    return kshot, metadata
+
+
+def short_classes(records: Sequence[dict], metadata, shots: int) -> Dict[str, int]:
+    """{class name: instances} for the classes with fewer than ``shots`` in ``records``."""
+    counts = {name: 0 for name in metadata.thing_classes}
+    for record in records:
+        for ann in record["annotations"]:
+            counts[metadata.thing_classes[ann["category_id"] - 1]] += 1
+    return {name: c for name, c in counts.items() if c < shots}
+
+
+def checkpoint_classes(path: str) -> Optional[List[str]]:
+    """Class names saved in our checkpoint's ``extra`` (None for other formats)."""
+    if path.endswith(".pkl"):
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not ours (read_weights reports unreadable files with a clear error)
+        return None
+    names = ckpt.get("extra", {}).get("thing_classes") if isinstance(ckpt, dict) else None
+    return list(names) if names else None
+
+
+def load_with_surgery(cfg, metadata, model: torch.nn.Module, path: str):
+    """Load ``path`` into ``model`` after class surgery to ``metadata``'s classes.
+
+    The surgered weights are written next to the run (``model_surgery.pth``, deleted after
+    loading) so the standard loader checks and reports them.
+
+    Returns:
+        (LoadReport, SurgeryReport)
+    """
+    from ..checkpoint import convert, load_weights, read_weights
+    from ..modeling.fewshot import class_surgery
+
+    _, converted = convert(read_weights(path))
+    state = {name: tensor for _, name, tensor in converted}
+    new, report = class_surgery(state, cfg.MODEL.META_ARCHITECTURE, checkpoint_classes(path),
+                                list(metadata.thing_classes),
+                                list(metadata.get("novel_classes") or []), seed=cfg.FEWSHOT.SEED)
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    tmp = os.path.join(cfg.OUTPUT_DIR, "model_surgery.pth")
+    save_atomic({"model": new, "extra": {"thing_classes": list(metadata.thing_classes)}}, tmp)
+    try:
+        loaded = load_weights(model, tmp)
+    finally:
+        os.remove(tmp)
+    return loaded, report
+
+
+def freeze_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> List[str]:
+    """Freeze every parameter whose name matches none of ``patterns`` (regexes).
+
+    Batch-norm statistics are not parameters: freeze BN stages with FREEZE_AT.
+
+    Returns:
+        the names left trainable (all trainable ones when ``patterns`` is empty).
+    """
+    trainable = []
+    for name, p in model.named_parameters():
+        if patterns and not any(re.search(pat, name) for pat in patterns):
+            p.requires_grad_(False)
+        if p.requires_grad:
+            trainable.append(name)
+    if patterns and not trainable:
+        raise ValueError(f"FEWSHOT.FINETUNE.TRAINABLE {list(patterns)} matches no trainable "
+                         f"parameter")
+    return trainable
+
+
+# ------------------------------------------------------------------------- one seed
+def _first_test_metrics(cfg, all_metrics: Dict[str, Dict]) -> Dict[str, float]:
+    name = cfg.DATASETS.TEST[0]
+    return {k: v for k, v in all_metrics[name].items() if isinstance(v, (int, float))}
+
+
+def _write_results(cfg, metrics: Dict[str, float], mode: str) -> None:
+    path = os.path.join(cfg.OUTPUT_DIR, "results.json")
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"shots": cfg.FEWSHOT.SHOTS, "seed": cfg.FEWSHOT.SEED, "mode": mode,
+                   "dataset": cfg.DATASETS.TEST[0], "metrics": metrics}, f, indent=1)
+    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+        f.write(cfg.dump())
+
+
+def finetune_seed(cfg) -> Dict[str, float]:
+    """Fine-tune from MODEL.WEIGHTS on the K-shot split of ``cfg`` (a ``seed_config``) and
+    evaluate; returns the first test dataset's metrics."""
+    from ..modeling import build_model
+    from .train_loop import train
+
+    _, metadata = fewshot_training_set(cfg)
+    seed_all(cfg.SEED)
+    model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
+    trainable = freeze_parameters(model, list(cfg.FEWSHOT.FINETUNE.TRAINABLE))
+    logger.info("fine-tuning %d parameter tensors (%d elements)", len(trainable),
+                sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+    def load(m, path):
+        return load_with_surgery(cfg, metadata, m, path)
+
+    metrics = _first_test_metrics(cfg, train(cfg, model, load_weights=load))
+    _write_results(cfg, metrics, "finetune")
+    return metrics
+
+
+def support_only_seed(cfg) -> Dict[str, float]:
+    """Evaluate MODEL.WEIGHTS with the novel classes given only as supports (the K-shot
+    split's instances, encoded once), without any training."""
+    from ..data.episodes import SupportCropper, build_support_set
+    from ..modeling import build_model
+    from .train_loop import evaluate_model
+
+    records, metadata = fewshot_training_set(cfg)
+    seed_all(cfg.SEED)
+    model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
+    if not hasattr(model, "set_supports"):
+        raise ValueError(f"support-only evaluation needs a model that takes supports "
+                         f"(MODEL.META_ARCHITECTURE SiameseRCNN), got "
+                         f"{cfg.MODEL.META_ARCHITECTURE}")
+    if cfg.MODEL.WEIGHTS:
+        load_with_surgery(cfg, metadata, model, cfg.MODEL.WEIGHTS)
+    names = list(metadata.get("novel_classes") or []) or list(metadata.thing_classes)
+    ids = [list(metadata.thing_classes).index(n) + 1 for n in names]
+    supports = build_support_set(records, SupportCropper.from_config(cfg), ids,
+                                 min_box_size=cfg.FEWSHOT.SUPPORT.MIN_BOX_SIZE)
+    model.set_supports(supports["images"], supports["boxes"], supports["labels"])
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    model.save_prototypes(os.path.join(cfg.OUTPUT_DIR, "prototypes.pth"))
+    metrics = _first_test_metrics(cfg, evaluate_model(cfg, model))
+    _write_results(cfg, metrics, "support_only")
+    return metrics
+
+
+# ------------------------------------------------------------------------ all seeds
+def run_fewshot(cfg, shots: int, seeds: Sequence[int], *, support_only: bool = False
+                ) -> Dict[str, object]:
+    """Run every seed, write ``OUTPUT_DIR/summary.json``, log the table; return the summary.
+
+    Raises:
+        ValueError: K < 1, no test dataset, or base-only training data.
+    """
+    if int(shots) < 1:
+        raise ValueError(f"--shots / FEWSHOT.SHOTS must be >= 1, got {shots}")
+    if not cfg.DATASETS.TEST:
+        raise ValueError("few-shot fine-tuning evaluates on DATASETS.TEST, which is empty")
+    if cfg.FEWSHOT.TRAIN_CLASSES != "all":
+        raise ValueError(f"fine-tuning trains on base and novel classes: FEWSHOT.TRAIN_CLASSES "
+                         f"must be 'all', got {cfg.FEWSHOT.TRAIN_CLASSES!r}")
+    if not cfg.MODEL.WEIGHTS:
+        logger.warning("MODEL.WEIGHTS is empty: fine-tuning starts from random weights, not "
+                       "from a base checkpoint")
+    mode = "support_only" if support_only else "finetune"
+    per_seed = []
+    for seed in seeds:
+        scfg = seed_config(cfg, shots, seed)
+        logger.info("=== %d-shot %s, split seed %d -> %s", shots, mode, seed, scfg.OUTPUT_DIR)
+        metrics = support_only_seed(scfg) if support_only else finetune_seed(scfg)
+        warn_if_no_novel_ap(metrics, f"{shots}-shot seed {seed}")
+        per_seed.append(metrics)
+    summary = summarize(shots, seeds, per_seed, mode=mode)
+    summary["dataset"] = cfg.DATASETS.TEST[0]
+    summary["per_seed"] = {str(s): m for s, m in zip(seeds, per_seed)}
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    with open(os.path.join(cfg.OUTPUT_DIR, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    logger.info("summary (%s):\n%s", os.path.join(cfg.OUTPUT_DIR, "summary.json"),
+                format_summary(summary))
+    return summary

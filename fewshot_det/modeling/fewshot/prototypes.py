@@ -1,0 +1,142 @@
+"""Class prototypes: support features averaged over shots, and the bank that caches them.
+
+Shape glossary: N query images, M support crops, K classes (columns of one forward),
+L RPN feature levels, C FPN channels, D box-head width.
+
+A prototype has two parts, one per consumer:
+
+* ``rpn`` [L, C]: per FPN level, the support's RPN hidden features (the RPN's own 3x3 conv
+  + ReLU, the siamese branch) averaged inside the support box; the attention RPN
+  correlates every query level with it.
+* ``head`` [D]: the box head's feature of the support box (RoIAlign at the box's level +
+  the FC head), the same space as the query RoI features; the predictor derives the
+  class's classifier weight and box-regression gate from it.
+
+The class prototype is the mean over its shots of both parts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Prototypes:
+    """Per-image class columns for one forward.
+
+    Attributes:
+        rpn: float [N, K, L, C].
+        head: float [N, K, D].
+        class_ids: int64 [N, K], the dataset label (1..K_total) of every column.
+        valid: bool [N, K], False for columns without a prototype (never scored).
+    """
+
+    rpn: Tensor
+    head: Tensor
+    class_ids: Tensor
+    valid: Tensor
+
+    @property
+    def num_columns(self) -> int:
+        return self.class_ids.shape[1]
+
+
+def average_shots(values: Tensor, labels: Tensor, class_ids: Tensor) -> Tensor:
+    """Mean of ``values`` over the shots of each class of ``class_ids``.
+
+    Args:
+        values: float [M, ...], one row per support crop.
+        labels: int64 [M], class id of every crop.
+        class_ids: int64 [K], the classes wanted, in column order.
+    Returns:
+        float [K, ...].
+    Raises:
+        ValueError: a class of ``class_ids`` has no crop.
+    """
+    onehot = (labels[None, :] == class_ids[:, None]).to(values.dtype)  # K, M
+    counts = onehot.sum(dim=1)
+    if (counts == 0).any():
+        missing = class_ids[counts == 0].tolist()
+        raise ValueError(f"support set has no crop of class ids {missing} "
+                         f"(crops are of {sorted(set(labels.tolist()))})")
+    flat = values.reshape(len(values), -1)
+    return ((onehot @ flat) / counts[:, None]).reshape((len(class_ids),) + values.shape[1:])
+
+
+class PrototypeBank(nn.Module):
+    """Prototypes of classes 1..K kept with the model (buffers, so saved in checkpoints).
+
+    Filled two ways:
+    * ``update``: during training, a running mean of the episodes' prototypes (detached);
+      with a decaying learning rate the last updates use nearly the final weights;
+    * ``assign``: exactly, from a support set encoded at inference (``set_supports``).
+
+    Args:
+        num_classes: K.
+        num_levels, channels: L and C of the RPN prototypes.
+        head_dim: D.
+    """
+
+    def __init__(self, *, num_classes: int, num_levels: int, channels: int, head_dim: int):
+        super().__init__()
+        self.register_buffer("rpn", torch.zeros(num_classes, num_levels, channels))
+        self.register_buffer("head", torch.zeros(num_classes, head_dim))
+        # Number of updates folded in (0 = no prototype: the class is not scored).
+        self.register_buffer("count", torch.zeros(num_classes))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.count)
+
+    def grow(self, num_classes: int) -> None:
+        """Add empty rows up to ``num_classes`` (classes added at inference time)."""
+        extra = num_classes - self.num_classes
+        if extra <= 0:
+            return
+        for name in ("rpn", "head", "count"):
+            old = getattr(self, name)
+            setattr(self, name, torch.cat([old, old.new_zeros((extra,) + old.shape[1:])]))
+
+    @torch.no_grad()
+    def update(self, class_ids: Tensor, rpn: Tensor, head: Tensor, momentum: float) -> None:
+        """Fold the prototypes of a batch into the running means.
+
+        Args:
+            class_ids: int64 [B] in 1..K (a class may repeat; its rows are averaged first).
+            rpn: float [B, L, C]; head: float [B, D].
+            momentum: weight of the old value (a class seen for the first time is copied).
+        """
+        classes = torch.unique(class_ids)
+        rpn_mean = average_shots(rpn.detach().float(), class_ids, classes)
+        head_mean = average_shots(head.detach().float(), class_ids, classes)
+        rows = classes - 1
+        seen = (self.count[rows] > 0).float()
+        m = (momentum * seen)[:, None]
+        self.rpn[rows] = m[:, :, None] * self.rpn[rows] + (1 - m[:, :, None]) * rpn_mean
+        self.head[rows] = m * self.head[rows] + (1 - m) * head_mean
+        self.count[rows] += 1
+
+    @torch.no_grad()
+    def assign(self, class_ids: Tensor, rpn: Tensor, head: Tensor) -> None:
+        """Set the prototypes of ``class_ids`` (int64 [B], distinct, 1..K) exactly."""
+        self.grow(int(class_ids.max()))
+        rows = class_ids - 1
+        self.rpn[rows] = rpn.detach().float()
+        self.head[rows] = head.detach().float()
+        self.count[rows] = 1
+
+    def prototypes(self, num_images: int, class_ids: Optional[Sequence[int]] = None
+                   ) -> Prototypes:
+        """Columns 1..K (or ``class_ids``) of the bank, repeated for ``num_images`` images."""
+        ids = torch.arange(1, self.num_classes + 1, device=self.count.device) \
+            if class_ids is None else torch.as_tensor(class_ids, device=self.count.device)
+        rows = ids - 1
+
+        def rep(t: Tensor) -> Tensor:
+            return t[rows][None].expand((num_images,) + t[rows].shape)
+
+        return Prototypes(rpn=rep(self.rpn), head=rep(self.head), class_ids=rep(ids),
+                          valid=rep(self.count > 0))

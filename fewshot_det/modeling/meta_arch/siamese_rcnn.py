@@ -1,0 +1,247 @@
+"""Siamese R-CNN: the few-shot detector conditioned on support examples, behind ``model(batch)``.
+
+Shape glossary: N query images, M support crops, S crop side, K class columns,
+L RPN levels, C channels, D box-head width, D_i detections of image i.
+
+    supports [M, 3, S, S] --backbone (shared with the query)--> features
+        -> AttentionRPN.support_features (RPN prototypes [M, L, C])
+        -> SiameseROIHeads.support_features (head prototypes [M, D])
+        -> mean over shots per class -> Prototypes (K columns)
+    query -> backbone -> AttentionRPN(prototypes) -> proposals
+          -> SiameseROIHeads(prototypes) -> (K+1)-way softmax + class-specific deltas
+
+Where the prototypes come from:
+
+* training: every query dict carries its episode (``"supports"``, made by
+  ``data.episodes.EpisodicMapper``: set ``FEWSHOT.EPISODE.ENABLED``); gradients flow through
+  both branches; query labels are mapped to the episode's columns and objects of other
+  classes become background (the heads' meta losses still see their classes). Every
+  episode's prototypes also update the running ``prototype_bank`` (detached), which saves
+  with the model;
+* inference: a query dict that carries ``"supports"`` is detected against them
+  (recomputed); otherwise the cached bank is used: columns 1..K in class-id order, a class
+  without a prototype is never detected. ``set_supports`` encodes a support set once and
+  writes it into the bank (``save_prototypes`` / ``load_prototypes`` move it to a file), so
+  a detection costs one query forward.
+
+Batch norm (``MODEL.RESNETS.NORM: BN``): the support crops go through the backbone in their
+own batch, so in training their statistics are their own; at inference both use the
+running statistics.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..backbone import Backbone
+from ..fewshot.prototypes import PrototypeBank, Prototypes, average_shots
+from ..registry import (BACKBONE_REGISTRY, META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
+                        ROI_HEADS_REGISTRY, lookup)
+from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
+from .rcnn import GeneralizedRCNN
+
+SUPPORT_CHUNK = 64  # crops encoded per backbone call in set_supports
+
+
+@META_ARCH_REGISTRY.register()
+class SiameseRCNN(GeneralizedRCNN):
+    """Two-stage detector whose proposals and classes are conditioned on supports.
+
+    Args:
+        backbone, pixel_mean, pixel_std: as ``GeneralizedRCNN``.
+        proposal_generator: support-conditioned (``AttentionRPN``: ``support_features`` +
+            ``forward(images, features, prototypes, targets)``).
+        roi_heads: support-conditioned (``SiameseROIHeads``).
+        prototype_momentum: of the running prototype bank (MODEL.SIAMESE.PROTOTYPE_MOMENTUM).
+        meta_loss_weight: of the heads' support losses (MODEL.SIAMESE.META_LOSS_WEIGHT).
+    """
+
+    def __init__(self, *, backbone: Backbone, proposal_generator: nn.Module,
+                 roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float],
+                 prototype_momentum: float = 0.99, meta_loss_weight: float = 1.0):
+        super().__init__(backbone=backbone, proposal_generator=proposal_generator,
+                         roi_heads=roi_heads, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        for part, key in ((proposal_generator, "MODEL.RPN.NAME (e.g. AttentionRPN)"),
+                          (roi_heads, "MODEL.ROI_HEADS.NAME (e.g. SiameseROIHeads)")):
+            if not hasattr(part, "support_features"):
+                raise ValueError(f"SiameseRCNN needs a support-conditioned {key}; "
+                                 f"{type(part).__name__} is not")
+        if not 0 <= prototype_momentum < 1:
+            raise ValueError(f"MODEL.SIAMESE.PROTOTYPE_MOMENTUM must be in [0, 1), "
+                             f"got {prototype_momentum}")
+        shapes = backbone.output_shape()
+        self.prototype_bank = PrototypeBank(
+            num_classes=roi_heads.num_classes, num_levels=len(proposal_generator.in_features),
+            channels=shapes[proposal_generator.in_features[0]].channels,
+            head_dim=roi_heads.box_head.output_size)
+        self.prototype_momentum = prototype_momentum
+        self.meta_loss_weight = meta_loss_weight
+
+    @classmethod
+    def from_config(cls, cfg) -> "SiameseRCNN":
+        backbone = lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")(cfg)
+        shapes = backbone.output_shape()
+        rpn_cls = lookup(PROPOSAL_GENERATOR_REGISTRY, cfg.MODEL.RPN.NAME, "MODEL.RPN.NAME")
+        roi_cls = lookup(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME, "MODEL.ROI_HEADS.NAME")
+        return cls(backbone=backbone, proposal_generator=rpn_cls.from_config(cfg, shapes),
+                   roi_heads=roi_cls.from_config(cfg, shapes),
+                   pixel_mean=cfg.MODEL.PIXEL_MEAN, pixel_std=cfg.MODEL.PIXEL_STD,
+                   prototype_momentum=cfg.MODEL.SIAMESE.PROTOTYPE_MOMENTUM,
+                   meta_loss_weight=cfg.MODEL.SIAMESE.META_LOSS_WEIGHT)
+
+    # ------------------------------------------------------------------ supports
+    def encode_supports(self, images: Tensor, boxes: Tensor):
+        """Per-crop prototypes (no averaging), in the model's current mode.
+
+        Args:
+            images: float [M, 3, S, S], 0-255, INPUT.FORMAT channel order.
+            boxes: float [M, 4] XYXY in the crops' pixels.
+        Returns:
+            (rpn float [M, L, C], head float [M, D])
+        """
+        if images.ndim != 4 or len(images) != len(boxes) or not len(images):
+            raise ValueError(f"supports: expected images [M, 3, S, S] and boxes [M, 4] with "
+                             f"M >= 1, got {tuple(images.shape)} and {tuple(boxes.shape)}")
+        padded = normalize_and_pad(list(images), self.pixel_mean, self.pixel_std,
+                                   self.backbone.size_divisibility)
+        features = self.backbone(padded.tensors)
+        box_list = [b[None] for b in boxes.to(self.device, torch.float32)]
+        return (self.proposal_generator.support_features(features, box_list),
+                self.roi_heads.support_features(features, box_list))
+
+    def episode_prototypes(self, batch: List[dict]) -> Prototypes:
+        """Prototypes of every query's own ``"supports"`` (all crops in one backbone pass)."""
+        return self.encode_episodes(batch)[0]
+
+    def encode_episodes(self, batch: List[dict]):
+        """Prototypes of every query's own supports, and the per-crop head features.
+
+        Returns:
+            (Prototypes, float [M, D] head feature of every crop, int64 [M] crop labels)
+        """
+        supports = [item.get("supports") for item in batch]
+        if any(s is None for s in supports):
+            raise ValueError("SiameseRCNN needs support examples with every training image: "
+                             "set FEWSHOT.EPISODE.ENABLED True (episodic data)")
+        cols = {len(s["class_ids"]) for s in supports}
+        if len(cols) != 1:
+            raise ValueError(f"every image of a batch needs the same number of support classes, "
+                             f"got {sorted(cols)}")
+        rpn, head = self.encode_supports(torch.cat([s["images"] for s in supports]),
+                                         torch.cat([s["boxes"] for s in supports]))
+        counts = [len(s["labels"]) for s in supports]
+        parts = {"rpn": [], "head": [], "ids": []}
+        for s, r, h in zip(supports, rpn.split(counts), head.split(counts)):
+            labels = s["labels"].to(self.device)
+            ids = s["class_ids"].to(self.device)
+            parts["rpn"].append(average_shots(r, labels, ids))
+            parts["head"].append(average_shots(h, labels, ids))
+            parts["ids"].append(ids)
+        ids = torch.stack(parts["ids"])
+        labels = torch.cat([s["labels"] for s in supports]).to(self.device)
+        return Prototypes(rpn=torch.stack(parts["rpn"]), head=torch.stack(parts["head"]),
+                          class_ids=ids, valid=torch.ones_like(ids, dtype=torch.bool)), \
+            head, labels
+
+    @torch.no_grad()
+    def set_supports(self, images: Tensor, boxes: Tensor, labels: Tensor) -> List[int]:
+        """Encode a support set (eval mode) and cache its class prototypes in the bank.
+
+        Classes not in ``labels`` keep their current prototypes; class ids above K add
+        classes (detected with prototype-only weights).
+
+        Args:
+            images: float [M, 3, S, S]; boxes: float [M, 4] (crop frame); labels: int64 [M]
+                class ids >= 1.
+        Returns:
+            the class ids that were set.
+        """
+        labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
+        if len(labels) != len(images) or (labels < 1).any():
+            raise ValueError(f"set_supports: need one class id >= 1 per crop, got "
+                             f"{labels.tolist()} for {len(images)} crops")
+        was_training = self.training
+        self.eval()
+        try:
+            encoded = [self.encode_supports(images[i:i + SUPPORT_CHUNK].to(self.device),
+                                            boxes[i:i + SUPPORT_CHUNK])
+                       for i in range(0, len(images), SUPPORT_CHUNK)]
+        finally:
+            self.train(was_training)
+        rpn = torch.cat([e[0] for e in encoded])
+        head = torch.cat([e[1] for e in encoded])
+        classes = torch.unique(labels)
+        self.prototype_bank.assign(classes, average_shots(rpn, labels, classes),
+                                   average_shots(head, labels, classes))
+        return classes.tolist()
+
+    def save_prototypes(self, path: str) -> None:
+        """Write the prototype bank (tensors only) to ``path``."""
+        torch.save({k: v.cpu() for k, v in self.prototype_bank.state_dict().items()}, path)
+
+    def load_prototypes(self, path: str) -> None:
+        """Read a bank written by ``save_prototypes`` (any class count)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.prototype_bank.grow(len(state["count"]))
+        self.prototype_bank.load_state_dict(state)
+
+    def inference_prototypes(self, batch: List[dict]) -> Prototypes:
+        """The queries' own supports when every item has them, else the bank."""
+        if all("supports" in item for item in batch):
+            return self.episode_prototypes(batch)
+        if not bool((self.prototype_bank.count > 0).any()):
+            raise ValueError("SiameseRCNN has no class prototypes: load trained weights, call "
+                             "set_supports(...) (Predictor(..., supports=...)), or pass "
+                             "'supports' with every image")
+        return self.prototype_bank.prototypes(len(batch))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+        """
+        Args:
+            batch: per image the ``GeneralizedRCNN`` dict; in training also
+                ``"supports"`` {"images" [M, 3, S, S], "boxes" [M, 4], "labels" [M],
+                "class_ids" [K]} (optional at inference).
+        Returns:
+            training: {"loss_rpn_cls", "loss_rpn_prior", "loss_rpn_loc", "loss_cls",
+                "loss_box_reg", "loss_meta_roi", "loss_meta_support"};
+            eval: per image {"boxes" [D_i, 4] original pixels, "scores", "labels" class ids}.
+        """
+        images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
+                                   self.pixel_std, self.backbone.size_divisibility)
+        features = self.backbone(images.tensors)
+        if not self.training:
+            prototypes = self.inference_prototypes(batch)
+            proposals, _ = self.proposal_generator(images, features, prototypes)
+            detections, _ = self.roi_heads(images, features, proposals, prototypes)
+            return rescale_detections(detections, batch, images.image_sizes)
+        prototypes, crop_features, crop_labels = self.encode_episodes(batch)
+        targets = prepare_targets(batch, self.roi_heads.num_classes, self.device)
+        self.prototype_bank.update(prototypes.class_ids.flatten(), prototypes.rpn.flatten(0, 1),
+                                   prototypes.head.flatten(0, 1), self.prototype_momentum)
+        proposals, proposal_losses = self.proposal_generator(images, features, prototypes,
+                                                             targets)
+        _, detector_losses = self.roi_heads(images, features, proposals, prototypes, targets)
+        losses = {**proposal_losses, **detector_losses,
+                  **self.roi_heads.support_losses(crop_features, crop_labels)}
+        for key in [k for k in losses if k.startswith("loss_meta")]:
+            if self.meta_loss_weight > 0:
+                losses[key] = losses[key] * self.meta_loss_weight
+            else:
+                del losses[key]
+        return losses
+
+    @torch.no_grad()
+    def propose(self, batch: List[dict]) -> List[Tensor]:
+        """Proposals of every image (eval mode), in resized-image pixels.
+
+        Returns:
+            per image float [P, 4] XYXY, by decreasing merged objectness.
+        """
+        images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
+                                   self.pixel_std, self.backbone.size_divisibility)
+        features = self.backbone(images.tensors)
+        return self.proposal_generator(images, features, self.inference_prototypes(batch))[0]
+

@@ -1,0 +1,149 @@
+"""tools/finetune_fewshot.py end to end on an EDP-like VOC tree, configured by YAML only."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fewshot_det.engine.defaults import load_config
+from fewshot_det.engine.fewshot import fewshot_training_set, run_fewshot, seed_config
+from fewshot_fixtures import make_edp_tree, tiny_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BASE_CLASSES = ["pole", "tower"]  # the base checkpoint's classes (a "COCO-like" base set)
+
+YAML = """
+MODEL:
+  META_ARCHITECTURE: "{arch}"
+  DEVICE: "cpu"
+  WEIGHTS: "{weights}"
+  BACKBONE: {{FREEZE_AT: {freeze_at}}}
+  RESNETS: {{DEPTH: 18, NORM: "BN", OUT_FEATURES: ["res3", "res4", "res5"]}}
+  FPN: {{IN_FEATURES: ["res3", "res4", "res5"], OUT_CHANNELS: 16}}
+  ANCHOR_GENERATOR: {{SIZES: [[16], [32], [64], [128]]}}
+  RPN: {{NAME: "{rpn}", IN_FEATURES: ["p3", "p4", "p5", "p6"], BATCH_SIZE_PER_IMAGE: 32,
+         PRE_NMS_TOPK_TRAIN: 100, POST_NMS_TOPK_TRAIN: 50, PRE_NMS_TOPK_TEST: 100,
+         POST_NMS_TOPK_TEST: 50}}
+  ROI_HEADS: {{NAME: "{heads}", IN_FEATURES: ["p3", "p4", "p5"], BATCH_SIZE_PER_IMAGE: 32}}
+  ROI_BOX_HEAD: {{FC_DIM: 32, PREDICTOR: "{predictor}"}}
+DATASETS:
+  TRAIN: ("voc:{root}:trainval",)
+  TEST: ("voc:{root}:test",)
+DATALOADER: {{NUM_WORKERS: 0}}
+FEWSHOT:
+  NOVEL_CLASSES: ["insulator", "bird_nest"]
+  SHOTS: 2
+  EPISODE: {{ENABLED: {episodes}, WAYS: 3, SHOTS: 1}}
+  SUPPORT: {{SIZE: 64}}
+  FINETUNE: {{TRAINABLE: {trainable}}}
+INPUT: {{MIN_SIZE_TRAIN: [64], MAX_SIZE_TRAIN: 128, MIN_SIZE_TEST: 64, MAX_SIZE_TEST: 128}}
+SOLVER: {{IMS_PER_BATCH: 2, BASE_LR: 0.02, MAX_ITER: 3, STEPS: (), WARMUP_ITERS: 1,
+         CHECKPOINT_PERIOD: 100, LOG_PERIOD: 1}}
+OUTPUT_DIR: "{out}"
+"""
+SIAMESE = dict(arch="SiameseRCNN", rpn="AttentionRPN", heads="SiameseROIHeads",
+               predictor="SupportConditionedOutputLayers", episodes="True", trainable="[]",
+               freeze_at=3)
+TFA = dict(arch="GeneralizedRCNN", rpn="RPN", heads="StandardROIHeads",
+           predictor="CosineSimOutputLayers", episodes="False", freeze_at=5,
+           trainable='["^roi_heads\\\\.box_predictor\\\\."]')
+
+
+@pytest.fixture(scope="module")
+def edp(tmp_path_factory):
+    return make_edp_tree(str(tmp_path_factory.mktemp("EDP")))
+
+
+def base_checkpoint(path, siamese):
+    """A base model of other classes, saved as tools/train_net.py saves it."""
+    model = tiny_model(num_classes=len(BASE_CLASSES), siamese=siamese)
+    torch.save({"model": model.state_dict(), "iteration": 10,
+                "extra": {"thing_classes": BASE_CLASSES}}, path)
+    return model.state_dict()
+
+
+def write_config(tmp_path, edp, kind, name):
+    weights = str(tmp_path / f"base_{name}.pth")
+    base = base_checkpoint(weights, siamese=kind is SIAMESE)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(YAML.format(root=edp, weights=weights, out=tmp_path / name, **kind))
+    return str(path), base
+
+
+def test_finetune_tool_siamese_edp(edp, tmp_path):
+    config, base = write_config(tmp_path, edp, SIAMESE, "siamese")
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "finetune_fewshot.py"), "--config", config,
+         "--shots", "2", "--seeds", "0", "1", "SOLVER.MAX_ITER", "2"],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2-shot finetune, 2 seeds [0, 1]" in proc.stdout and "nAP50" in proc.stdout
+    out = tmp_path / "siamese"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shots"] == 2 and summary["seeds"] == [0, 1]
+    for key in ("nAP50", "bAP50", "AP50", "nAP"):
+        assert set(summary["metrics"][key]) == {"mean", "ci95", "std", "values"}
+        assert len(summary["metrics"][key]["values"]) == 2
+    for seed in (0, 1):
+        res = json.loads((out / f"seed{seed}" / "results.json").read_text())
+        assert res["seed"] == seed and res["metrics"]["nAP50"] >= 0
+        assert (out / "splits" / f"seed{seed}" / "box_2shot_insulator_train.txt").is_file()
+    # surgery: the base class row was copied, the novel rows start empty
+    final = torch.load(out / "seed0" / "model_final.pth", weights_only=True)
+    assert final["extra"]["thing_classes"] == ["pole", "insulator", "bird_nest"]
+    # FREEZE_AT 3: stem, layer1, layer2 bit-identical to the base; layer3, layer4 trained
+    weights = final["model"]
+    for prefix in ("backbone.body.conv1.", "backbone.body.bn1.", "backbone.body.layer1.",
+                   "backbone.body.layer2."):
+        names = [k for k in base if k.startswith(prefix) and "num_batches" not in k]
+        assert names and all(torch.equal(weights[k], base[k]) for k in names), prefix
+    for prefix in ("backbone.body.layer3.", "backbone.body.layer4."):
+        assert not torch.equal(weights[prefix + "0.conv1.weight"], base[prefix + "0.conv1.weight"])
+
+
+def test_split_files_are_deterministic_per_seed(edp, tmp_path):
+    config, _ = write_config(tmp_path, edp, SIAMESE, "splits")
+    cfg = load_config(config, [])
+    files = {}
+    for run in ("a", "b"):
+        for seed in (0, 1):
+            scfg = seed_config(cfg, 2, seed)
+            scfg.defrost()
+            scfg.FEWSHOT.SPLIT_DIR = str(tmp_path / run)
+            records, _ = fewshot_training_set(scfg)
+            assert sum(len(r["annotations"]) for r in records) == 6  # 2 shots x 3 classes
+            path = tmp_path / run / f"seed{seed}" / "box_2shot_bird_nest_train.txt"
+            files[run, seed] = path.read_text()
+    assert files["a", 0] == files["b", 0] and files["a", 1] == files["b", 1]
+    assert files["a", 0] != files["a", 1]  # another seed, another split
+
+
+def test_support_only_evaluation(edp, tmp_path):
+    config, _ = write_config(tmp_path, edp, SIAMESE, "support")
+    summary = run_fewshot(load_config(config, []), 2, [0], support_only=True)
+    assert summary["mode"] == "support_only" and "nAP50" in summary["metrics"]
+    assert (tmp_path / "support" / "seed0" / "prototypes.pth").is_file()
+    bank = torch.load(tmp_path / "support" / "seed0" / "prototypes.pth", weights_only=True)
+    assert bank["count"].tolist() == [0, 1, 1]  # novel classes from supports only
+
+
+def test_tfa_baseline_finetunes_only_the_predictor(edp, tmp_path):
+    config, base = write_config(tmp_path, edp, TFA, "tfa")
+    summary = run_fewshot(load_config(config, []), 2, [0])
+    assert summary["metrics"]["AP50"]["values"]
+    weights = torch.load(tmp_path / "tfa" / "seed0" / "model_final.pth",
+                         weights_only=True)["model"]
+    frozen = [k for k in base if not k.startswith("roi_heads.box_predictor.")
+              and "num_batches" not in k]
+    assert frozen and all(torch.equal(weights[k], base[k]) for k in frozen)
+    w = weights["roi_heads.box_predictor.cls_score.weight"]
+    assert w.shape == (4, 32)  # background + pole, insulator, bird_nest (base had 2 classes)
+    base_w = base["roi_heads.box_predictor.cls_score.weight"]
+    assert not torch.equal(w[:2], base_w[:2])  # copied, then fine-tuned
+    # the support-only mode names what it needs
+    with pytest.raises(ValueError, match="takes supports"):
+        run_fewshot(load_config(config, ["OUTPUT_DIR", str(tmp_path / "x")]), 2, [0],
+                    support_only=True)

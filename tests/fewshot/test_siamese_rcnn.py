@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from fewshot_det.modeling.fewshot import AttentionRPN
+from fewshot_fixtures import query, supports, tiny_cfg, tiny_model
+
+
+def test_attention_rpn_labels_each_column_with_its_own_class_only():
+    cfg = tiny_cfg()
+    from fewshot_det.modeling.backbone import ShapeSpec
+
+    shapes = {f"p{i}": ShapeSpec(16, 2 ** i) for i in range(3, 7)}
+    rpn = AttentionRPN.from_config(cfg, shapes)
+    anchors = torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 10.0, 100.0, 50.0],
+                            [0.0, 60.0, 20.0, 80.0]])
+    targets = [{"gt_boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0]]),
+                "gt_labels": torch.tensor([7])}]
+    labels = rpn.label_columns(anchors, targets, torch.tensor([[3, 7, 5]]))
+    assert labels.shape == (1, 3, 3)
+    assert labels[0, 1].tolist() == [1, 0, 0]  # column 2 = the object's class (7)
+    assert labels[0, 0].tolist() == [0, 0, 0] and labels[0, 2].tolist() == [0, 0, 0]
+
+
+def test_attention_rpn_scores_every_column_and_merges():
+    model = tiny_model().eval()
+    rpn = model.proposal_generator
+    hidden = [torch.rand(2, 16, 5, 6)]
+    protos = torch.rand(2, 4, 1, 16)
+    logits = rpn.class_logits(hidden, protos)[0]
+    assert logits.shape == (2, 4 * rpn.anchor_generator.num_anchors, 5, 6)
+    # the folded 1x1 conv equals the explicit correlation t * q followed by cls_logits
+    from fewshot_det.modeling.fewshot import rms_normalize
+
+    q = rms_normalize(protos[1, 2, 0])
+    explicit = rpn.attn_logits(hidden[0][1:2] * q[None, :, None, None])
+    a = rpn.anchor_generator.num_anchors
+    torch.testing.assert_close(logits[1:2, 2 * a:3 * a], explicit, rtol=1e-5, atol=1e-5)
+
+
+def _episode_batch(ways=4):
+    ids = list(range(1, ways + 1))
+    return [
+        {**query(boxes=[[10, 12, 60, 70], [50, 30, 120, 90]], labels=[1, 3]),
+         "supports": supports(ids[::-1], shots=2)},
+        {**query(seed=1, boxes=[[20, 20, 70, 80]], labels=[5], image_id=1),  # class 5 not in
+         "supports": supports(ids, shots=2, seed=1)},                          # the episode
+        {**query(seed=2, image_id=2), "supports": supports(ids, shots=2, seed=2)},  # no object
+    ]
+
+
+def test_four_way_training_step_reaches_every_parameter():
+    model = tiny_model(num_classes=5).train()
+    losses = model(_episode_batch(ways=4))
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_prior", "loss_rpn_loc", "loss_cls",
+                           "loss_box_reg", "loss_meta_roi", "loss_meta_support"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    assert model.prototype_bank.count.tolist() == [1, 1, 1, 1, 0]
+
+
+def test_images_without_episode_objects_have_zero_box_losses():
+    model = tiny_model(num_classes=5).train()
+    batch = _episode_batch()[1:]  # class 5 is not in the episode; the last image is empty
+    losses = model(batch)
+    assert losses["loss_box_reg"].item() == 0  # no RoI of an episode class
+    assert losses["loss_cls"].item() > 0 and losses["loss_rpn_cls"].item() > 0
+    # the class-5 object still teaches the class-agnostic RPN terms and the meta loss
+    assert losses["loss_meta_roi"].item() > 0 and losses["loss_rpn_loc"].item() > 0
+    only_empty = model(batch[1:])
+    assert only_empty["loss_rpn_loc"].item() == 0 and only_empty["loss_box_reg"].item() == 0
+
+
+def test_column_labels_of_sampled_rois():
+    from fewshot_det.modeling.fewshot.siamese_heads import to_column_labels
+
+    labels = torch.tensor([0, 4, 2, 7, 2, 0])
+    cols = to_column_labels(labels, [4, 2], torch.tensor([[2, 4], [7, 2]]))
+    assert cols.tolist() == [0, 2, 1, 0, 2, 0]
+
+
+def test_training_without_supports_is_a_clear_error():
+    model = tiny_model().train()
+    with pytest.raises(ValueError, match="FEWSHOT.EPISODE.ENABLED"):
+        model([query(boxes=[[1, 1, 20, 20]], labels=[1])])
+
+
+def test_wrong_components_are_rejected():
+    from fewshot_det.modeling import build_model
+
+    cfg = tiny_cfg("MODEL.RPN.NAME", "RPN")
+    with pytest.raises(ValueError, match="support-conditioned MODEL.RPN.NAME"):
+        build_model(cfg)
+    cfg = tiny_cfg("MODEL.ROI_BOX_HEAD.PREDICTOR", "FastRCNNOutputLayers")
+    with pytest.raises(ValueError, match="SupportConditionedOutputLayers"):
+        build_model(cfg)
+
+
+def test_meta_loss_weight_zero_drops_it():
+    model = tiny_model("MODEL.SIAMESE.META_LOSS_WEIGHT", "0.0", num_classes=5).train()
+    assert not [k for k in model(_episode_batch()) if k.startswith("loss_meta")]
+
+
+def test_invalid_columns_get_no_score():
+    model = tiny_model().eval()
+    predictor = model.roi_heads.box_predictor
+    x = torch.rand(5, 32)
+    logits, deltas = predictor(x, torch.rand(3, 32), torch.tensor([1, 2, 3]),
+                               torch.tensor([True, False, True]))
+    assert logits.shape == (5, 4) and deltas.shape == (5, 12)
+    assert torch.isinf(logits[:, 2]).all() and torch.isfinite(logits[:, [0, 1, 3]]).all()
