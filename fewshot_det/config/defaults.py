@@ -347,3 +347,7 @@ _C.MODEL.SIAMESE.RELATION_DIM = 128
 # Weight of the meta loss (support crops classified into the dataset's classes; Meta R-CNN),
 # which keeps the prototypes of different classes apart. 0 disables it.
 _C.MODEL.SIAMESE.META_LOSS_WEIGHT = 1.0
+# In training, give every image, besides its episode's classes, a column for every other
+# class of the prototype bank (detached running prototypes), so the heads learn to rank
+# among all known classes as at inference.
+_C.MODEL.SIAMESE.BANK_COLUMNS = True

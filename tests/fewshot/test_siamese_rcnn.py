@@ -110,3 +110,18 @@ def test_invalid_columns_get_no_score():
                                torch.tensor([True, False, True]))
     assert logits.shape == (5, 4) and deltas.shape == (5, 12)
     assert torch.isinf(logits[:, 2]).all() and torch.isfinite(logits[:, [0, 1, 3]]).all()
+
+
+def test_bank_columns_extend_every_episode_to_all_known_classes():
+    from fewshot_det.modeling.fewshot import PrototypeBank, Prototypes
+    from fewshot_det.modeling.meta_arch.siamese_rcnn import with_bank_columns
+
+    bank = PrototypeBank(num_classes=5, num_levels=1, channels=2, head_dim=3)
+    bank.assign(torch.tensor([1, 2, 4]), torch.ones(3, 1, 2), torch.arange(9.0).view(3, 3))
+    ids = torch.tensor([[4, 1], [2, 4]])
+    p = Prototypes(rpn=torch.zeros(2, 2, 1, 2, requires_grad=True), head=torch.zeros(2, 2, 3),
+                   class_ids=ids, valid=torch.ones(2, 2, dtype=torch.bool))
+    out = with_bank_columns(p, bank)
+    assert out.class_ids.tolist() == [[4, 1, 2], [2, 4, 1]]
+    assert out.head[0, 2].tolist() == [3.0, 4.0, 5.0] and out.head[1, 2].tolist() == [0, 1, 2]
+    assert out.rpn.requires_grad and out.valid.all()

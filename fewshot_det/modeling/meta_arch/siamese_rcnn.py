@@ -14,19 +14,23 @@ Where the prototypes come from:
 
 * training: every query dict carries its episode (``"supports"``, made by
   ``data.episodes.EpisodicMapper``: set ``FEWSHOT.EPISODE.ENABLED``); gradients flow through
-  both branches; query labels are mapped to the episode's columns and objects of other
-  classes become background (the heads' meta losses still see their classes). Every
-  episode's prototypes also update the running ``prototype_bank`` (detached), which saves
-  with the model;
+  both branches. Every episode's prototypes update the running ``prototype_bank``
+  (detached), which saves with the model. With ``bank_columns`` each image then also gets
+  every other class of the bank as a column (detached prototypes, memory-bank negatives),
+  so the heads learn to rank a RoI among all known classes, as at inference, instead of
+  among the N of an episode; objects of classes without a column are background (the
+  heads' meta losses still see their classes);
 * inference: a query dict that carries ``"supports"`` is detected against them
   (recomputed); otherwise the cached bank is used: columns 1..K in class-id order, a class
   without a prototype is never detected. ``set_supports`` encodes a support set once and
   writes it into the bank (``save_prototypes`` / ``load_prototypes`` move it to a file), so
   a detection costs one query forward.
 
-Batch norm (``MODEL.RESNETS.NORM: BN``): the support crops go through the backbone in their
-own batch, so in training their statistics are their own; at inference both use the
-running statistics.
+Normalisation: the quick-start siamese configs use GroupNorm (no batch statistics), so a
+support crop's prototype does not depend on which other crops or queries share its batch,
+in training or at inference. With trainable batch norm (``NORM: BN``) the supports go
+through the backbone in their own batch: in training they are normalised with their own
+statistics, and both branches update the running statistics used at inference.
 """
 from __future__ import annotations
 
@@ -56,11 +60,14 @@ class SiameseRCNN(GeneralizedRCNN):
         roi_heads: support-conditioned (``SiameseROIHeads``).
         prototype_momentum: of the running prototype bank (MODEL.SIAMESE.PROTOTYPE_MOMENTUM).
         meta_loss_weight: of the heads' support losses (MODEL.SIAMESE.META_LOSS_WEIGHT).
+        bank_columns: add the bank's other classes as columns in training
+            (MODEL.SIAMESE.BANK_COLUMNS).
     """
 
     def __init__(self, *, backbone: Backbone, proposal_generator: nn.Module,
                  roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float],
-                 prototype_momentum: float = 0.99, meta_loss_weight: float = 1.0):
+                 prototype_momentum: float = 0.99, meta_loss_weight: float = 1.0,
+                 bank_columns: bool = True):
         super().__init__(backbone=backbone, proposal_generator=proposal_generator,
                          roi_heads=roi_heads, pixel_mean=pixel_mean, pixel_std=pixel_std)
         for part, key in ((proposal_generator, "MODEL.RPN.NAME (e.g. AttentionRPN)"),
@@ -78,6 +85,7 @@ class SiameseRCNN(GeneralizedRCNN):
             head_dim=roi_heads.box_head.output_size)
         self.prototype_momentum = prototype_momentum
         self.meta_loss_weight = meta_loss_weight
+        self.bank_columns = bank_columns
 
     @classmethod
     def from_config(cls, cfg) -> "SiameseRCNN":
@@ -89,7 +97,8 @@ class SiameseRCNN(GeneralizedRCNN):
                    roi_heads=roi_cls.from_config(cfg, shapes),
                    pixel_mean=cfg.MODEL.PIXEL_MEAN, pixel_std=cfg.MODEL.PIXEL_STD,
                    prototype_momentum=cfg.MODEL.SIAMESE.PROTOTYPE_MOMENTUM,
-                   meta_loss_weight=cfg.MODEL.SIAMESE.META_LOSS_WEIGHT)
+                   meta_loss_weight=cfg.MODEL.SIAMESE.META_LOSS_WEIGHT,
+                   bank_columns=cfg.MODEL.SIAMESE.BANK_COLUMNS)
 
     # ------------------------------------------------------------------ supports
     def encode_supports(self, images: Tensor, boxes: Tensor):
@@ -221,6 +230,8 @@ class SiameseRCNN(GeneralizedRCNN):
         targets = prepare_targets(batch, self.roi_heads.num_classes, self.device)
         self.prototype_bank.update(prototypes.class_ids.flatten(), prototypes.rpn.flatten(0, 1),
                                    prototypes.head.flatten(0, 1), self.prototype_momentum)
+        if self.bank_columns:
+            prototypes = with_bank_columns(prototypes, self.prototype_bank)
         proposals, proposal_losses = self.proposal_generator(images, features, prototypes,
                                                              targets)
         _, detector_losses = self.roi_heads(images, features, proposals, prototypes, targets)
@@ -245,3 +256,28 @@ class SiameseRCNN(GeneralizedRCNN):
         features = self.backbone(images.tensors)
         return self.proposal_generator(images, features, self.inference_prototypes(batch))[0]
 
+
+def with_bank_columns(prototypes: Prototypes, bank: PrototypeBank) -> Prototypes:
+    """Each image's columns followed by every other class the bank has a prototype of.
+
+    The episode classes were just folded into the bank, so every image ends with the same
+    number of columns (all the bank's known classes). Bank prototypes are buffers: no
+    gradient flows into them.
+
+    Args:
+        prototypes: N images x K episode columns.
+    Returns:
+        Prototypes with K_b >= K columns per image.
+    """
+    known = torch.nonzero(bank.count > 0).squeeze(1) + 1  # class ids
+    rpn, head, ids = [], [], []
+    for i in range(len(prototypes.class_ids)):
+        own = prototypes.class_ids[i]
+        extra = known[~torch.isin(known, own)]
+        rows = extra - 1
+        rpn.append(torch.cat([prototypes.rpn[i], bank.rpn[rows].to(prototypes.rpn.dtype)]))
+        head.append(torch.cat([prototypes.head[i], bank.head[rows].to(prototypes.head.dtype)]))
+        ids.append(torch.cat([own, extra]))
+    ids = torch.stack(ids)
+    return Prototypes(rpn=torch.stack(rpn), head=torch.stack(head), class_ids=ids,
+                      valid=torch.ones_like(ids, dtype=torch.bool))
