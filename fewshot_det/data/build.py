@@ -70,11 +70,18 @@ def trivial_batch_collator(batch):
 
 def _worker_init(_):
     # Workers each get a share of the CPU already; threads inside them only contend.
-    cv2.setNumThreads(1)
+    # (OpenCV's thread count is set in the parent, see _loader: calling cv2.setNumThreads
+    # in a forked child whose parent had a live OpenCV thread pool deadlocks.)
     torch.set_num_threads(1)
 
 
 def _loader(dataset, sampler, batch_size: int, num_workers: int, drop_last: bool):
+    if num_workers > 0:
+        # Workers are forked: OpenCV's thread pool must be shut down in the parent first.
+        # With a live pool (e.g. the synthetic set was just drawn in this process), a
+        # worker touching OpenCV's threading hangs forever on a lock of threads that did
+        # not survive fork(). One OpenCV thread per worker is also what we want.
+        cv2.setNumThreads(1)
     # A private generator: creating the iterator would otherwise draw from the global torch
     # RNG, shifting the model's random stream on resume (our sampler needs no torch RNG).
     return DataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
