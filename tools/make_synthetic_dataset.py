@@ -14,8 +14,8 @@ import time
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output", required=True, help="dataset folder")
-    p.add_argument("--num-train", type=int, default=500, help="training images")
-    p.add_argument("--num-test", type=int, default=100, help="test images")
+    p.add_argument("--num-train", type=int, default=2000, help="training images")
+    p.add_argument("--num-test", type=int, default=200, help="test images")
     p.add_argument("--image-size", type=int, default=256, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0, help="generator seed")
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")

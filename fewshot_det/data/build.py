@@ -125,16 +125,16 @@ def apply_class_split(cfg, metadata: Metadata) -> Metadata:
     return metadata
 
 
-def build_train_loader_from_config(cfg, start_iter: int = 0,
-                                   mapper: Optional[DatasetMapper] = None):
-    """(loader, metadata) for ``cfg.DATASETS.TRAIN``; its K-shot subset when
-    ``FEWSHOT.SHOTS`` > 0 (split files read from / written to ``FEWSHOT.SPLIT_DIR``)."""
+def training_records(cfg) -> Tuple[List[dict], Metadata]:
+    """The training records ``cfg`` describes: ``DATASETS.TRAIN`` with the class split
+    applied, novel-class boxes dropped for few-shot base training (``FEWSHOT.TRAIN_CLASSES``
+    base) and the K-shot subset when ``FEWSHOT.SHOTS`` > 0 (split files read from / written
+    to ``FEWSHOT.SPLIT_DIR``). Returns (records, metadata)."""
     records, metadata = get_detection_dataset(
         cfg.DATASETS.TRAIN, check_images=cfg.DATASETS.CHECK_IMAGES,
         box_policy=cfg.DATASETS.BOX_POLICY,
         filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     apply_class_split(cfg, metadata)
-    # Few-shot base training (FEWSHOT.TRAIN_CLASSES base): novel-class boxes are dropped.
     from .episodes import restrict_to_classes, training_classes
 
     keep = training_classes(cfg, metadata)
@@ -148,6 +148,13 @@ def build_train_loader_from_config(cfg, start_iter: int = 0,
                                   split_dir=split_dir)
         logger.info("K-shot training set: %d shots/class, split seed %d, %d images",
                     cfg.FEWSHOT.SHOTS, cfg.FEWSHOT.SEED, len(records))
+    return records, metadata
+
+
+def build_train_loader_from_config(cfg, start_iter: int = 0,
+                                   mapper: Optional[DatasetMapper] = None):
+    """(loader, metadata) for the records of :func:`training_records`."""
+    records, metadata = training_records(cfg)
     mapper = mapper or DatasetMapper.from_config(cfg, is_train=True)
     if cfg.FEWSHOT.EPISODE.ENABLED:  # support-conditioned models: N-way K-shot episodes
         from .episodes import EpisodicMapper

@@ -16,9 +16,11 @@ from typing import Dict, List, Optional
 
 import torch
 
-from ..data.build import build_test_loader_from_config, build_train_loader_from_config
+from ..data.build import (build_test_loader_from_config, build_train_loader_from_config,
+                          training_records)
 from .checkpoint import Checkpointer, rng_state, set_rng_state, unwrap
 from .comm import all_gather_objects, get_world_size, is_main_process, reduce_mean
+from .crop_pretrain import pretrain_backbone_on_crops
 from .ema import ModelEMA
 from .events import MetricsWriter, Progress
 from .inference import evaluate_and_save, inference_on_dataset
@@ -138,6 +140,8 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False,
                          "scaler": scaler, "ema": ema},
         max_to_keep=cfg.SOLVER.MAX_TO_KEEP, save_to_disk=is_main_process())
     start_iter, best = _resume_or_load(cfg, model, checkpointer, resume, load_weights, ema)
+    if start_iter == 0 and cfg.MODEL.BACKBONE.CROP_PRETRAIN.ITERS > 0:
+        _crop_pretrain(cfg, model, ema)
     max_iter = cfg.SOLVER.MAX_ITER
     train_model = _wrap_ddp(model)
     loader, metadata = build_train_loader_from_config(cfg, start_iter=start_iter)
@@ -203,6 +207,12 @@ def _periodic_eval(cfg, model, ema, checkpointer, writer, done: int,
                           update_pointer=False)
         logger.info("new best %s = %.4f at iteration %d", cfg.TEST.BEST_METRIC, value, done)
     return best
+
+
+def _crop_pretrain(cfg, model, ema) -> None:
+    pretrain_backbone_on_crops(cfg, model, training_records(cfg)[0])
+    if ema is not None:  # the average starts from the warmed-up weights
+        ema.module.load_state_dict(model.state_dict())
 
 
 def _resume_or_load(cfg, model, checkpointer, resume: bool, load_weights, ema):

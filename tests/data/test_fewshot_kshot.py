@@ -33,7 +33,7 @@ def _count(per_class_records, label=None):
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("shapes"))
-    generate_synthetic_dataset(root, num_train=40, num_test=0, image_size=96, seed=3)
+    generate_synthetic_dataset(root, num_train=60, num_test=0, image_size=96, seed=3)
     records, classes = load_voc(root, "train", check_images=False)
     assert classes == list(SYNTHETIC_CLASSES)
     return records, classes

@@ -104,12 +104,23 @@ def test_group_norm_options_train():
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+def test_batch_norm_in_fpn_trains():
+    model = tiny_model("MODEL.RESNETS.NORM", "BN", "MODEL.FPN.NORM", "BN")
+    inner = model.backbone.fpn.inner_blocks[0]
+    assert isinstance(inner[1], nn.BatchNorm2d) and inner[0].bias is None  # norm replaces bias
+    losses = model([image_item(boxes=[[10, 12, 60, 70]], labels=[1])])
+    sum(losses.values()).backward()
+    assert inner[1].weight.grad is not None and torch.isfinite(inner[1].weight.grad).all()
+
+
 def test_bad_backbone_config_values_raise():
     with pytest.raises(ValueError, match="MODEL.RESNETS.NORM"):
         ResNet(depth=18, norm="LayerNorm")
     with pytest.raises(ValueError, match="MODEL.FPN.IN_FEATURES"):
         FPN(bottom_up=ResNet(depth=18, out_features=["res4", "res5"]),
             in_features=["res3", "res4"], out_channels=8)
+    with pytest.raises(ValueError, match="MODEL.FPN.NORM"):
+        FPN(bottom_up=ResNet(depth=18), in_features=["res4"], out_channels=8, norm="LN")
     with pytest.raises(ValueError, match="MODEL.BACKBONE.NAME = 'nope'"):
         tiny_model("MODEL.BACKBONE.NAME", "nope")
     assert tiny_cfg().MODEL.BACKBONE.NAME == "build_resnet_fpn_backbone"

@@ -21,6 +21,7 @@ from .norm import GN_GROUPS
 from .resnet import ResNet, build_resnet
 
 TOP_BLOCKS = ("maxpool", "none")
+FPN_NORMS = ("", "BN", "GN")
 
 
 class FPN(Backbone):
@@ -42,13 +43,14 @@ class FPN(Backbone):
         if missing or not in_features:
             raise ValueError(f"MODEL.FPN.IN_FEATURES {list(in_features)}: {missing} not produced "
                              f"by the bottom-up backbone (it gives {list(shapes)})")
-        if norm not in ("", "GN"):
-            raise ValueError(f"MODEL.FPN.NORM must be '' or 'GN', got {norm!r}")
+        if norm not in FPN_NORMS:
+            raise ValueError(f"MODEL.FPN.NORM must be one of {FPN_NORMS}, got {norm!r}")
         if top_block not in TOP_BLOCKS:
             raise ValueError(f"MODEL.FPN.TOP_BLOCK must be one of {TOP_BLOCKS}, got {top_block!r}")
         self.in_features = sorted(in_features, key=lambda f: shapes[f].stride)
         self.body = bottom_up
-        norm_layer = (lambda c: nn.GroupNorm(GN_GROUPS, c)) if norm == "GN" else None
+        norm_layer = {"": None, "BN": nn.BatchNorm2d,
+                      "GN": lambda c: nn.GroupNorm(GN_GROUPS, c)}[norm]
         self.fpn = FeaturePyramidNetwork([shapes[f].channels for f in self.in_features],
                                          out_channels, norm_layer=norm_layer)
         self.top_block = top_block
