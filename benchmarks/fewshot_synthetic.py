@@ -12,6 +12,8 @@ Stages (each skipped when its outputs exist, so an interrupted run continues):
    - siamese, support only: the novel K shots encoded as supports, no training;
    - siamese fine-tuned (fewshot_siamese_ft_shapes.yaml, FREEZE_AT 3);
    - TFA fine-tuned (fewshot_tfa_ft_shapes.yaml, cosine predictor only);
+   - with --yolo, the YOLO-ft baseline too: YOLO-grid base training on the base classes
+     (yolo_fewshot_base_shapes.yaml), then fine-tunes (yolo_fewshot_ft_shapes.yaml);
 3. novel-class proposal recall (AR@100, AR@1000 on shapes_test) of the plain RPN (TFA
    base) and the attention RPN (siamese base + K-shot novel supports; and fine-tuned);
 4. OUTPUT/fewshot_synthetic.md (the tables, mean ± 95 % CI over seeds) and .json.
@@ -35,6 +37,16 @@ sys.path.insert(0, ROOT)
 CONFIGS = os.path.join(ROOT, "configs", "quickstart")
 SIAMESE_ITERS = {1: 200, 2: 250, 3: 250, 5: 300, 10: 400}
 TFA_ITERS = {1: 300, 2: 400, 3: 400, 5: 500, 10: 800}
+YOLO_ITERS = {1: 150, 2: 200, 3: 200, 5: 250, 10: 300}
+# method -> (base config, fine-tune config, iterations per K)
+FINETUNED = {
+    "siamese": ("fewshot_siamese_base_shapes.yaml", "fewshot_siamese_ft_shapes.yaml",
+                SIAMESE_ITERS),
+    "tfa": ("fewshot_tfa_base_shapes.yaml", "fewshot_tfa_ft_shapes.yaml", TFA_ITERS),
+    "yolo": ("yolo_fewshot_base_shapes.yaml", "yolo_fewshot_ft_shapes.yaml", YOLO_ITERS),
+}
+LABELS = {"siamese_support": "siamese, support only", "siamese": "siamese fine-tuned",
+          "tfa": "TFA fine-tuned", "yolo": "YOLO-ft (YOLO-grid fine-tuned)"}
 logger = logging.getLogger("fewshot_det.benchmark")
 
 
@@ -43,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--output", default="output/fewshot_synthetic")
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--yolo", action="store_true",
+                   help="add the YOLO-ft baseline (YOLO-grid base training + fine-tunes)")
     p.add_argument("--base-iters", type=int, default=0, help="override both base schedules")
     p.add_argument("--ft-iters", type=int, default=0, help="override every fine-tune schedule")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE")
@@ -150,16 +164,15 @@ def markdown(results: dict, args) -> str:
              f"Seeds {args.seeds}; mean ± 95 % CI over seeds (t-distribution), %.", "",
              "| method | K | nAP50 | nAP | bAP50 | bAP50 - base | AP50 |",
              "|---|---|---|---|---|---|---|"]
-    for name in ("siamese", "tfa"):
+    for name in results["base"]:
         m = results["base"][name]
         lines.append(f"| {name} base (before fine-tuning) | - | {100 * m.get('nAP50', 0):.1f} | "
                      f"{100 * m.get('nAP', 0):.1f} | {100 * m.get('bAP50', 0):.1f} | - | "
                      f"{100 * m.get('AP50', 0):.1f} |")
     for k in args.shots:
-        for label, key in (("siamese, support only", "siamese_support"),
-                           ("siamese fine-tuned", "siamese"), ("TFA fine-tuned", "tfa")):
-            m = results["fewshot"][str(k)][key]["metrics"]
-            base = results["base"]["tfa" if key == "tfa" else "siamese"].get("bAP50", 0)
+        for key, run in results["fewshot"][str(k)].items():
+            label, m = LABELS[key], run["metrics"]
+            base = results["base"][key.split("_")[0]].get("bAP50", 0)
             drop = f"{100 * (m['bAP50']['mean'] - base):+.1f}" if "bAP50" in m else "n/a"
             lines.append(f"| {label} | {k} | {pm(m.get('nAP50'))} | {pm(m.get('nAP'))} | "
                          f"{pm(m.get('bAP50'))} | {drop} | {pm(m.get('AP50'))} |")
@@ -180,18 +193,19 @@ def main(argv=None) -> dict:
     setup_logging(out)
     splits = os.path.join(out, "splits")
     results = {"base": {}, "fewshot": {}, "recall": {}}
-    for name, cfg_name in (("siamese", "fewshot_siamese_base_shapes.yaml"),
-                           ("tfa", "fewshot_tfa_base_shapes.yaml")):
-        cfg = config(cfg_name, os.path.join(out, f"{name}_base"), opts, args.base_iters)
+    methods = ["siamese", "tfa"] + (["yolo"] if args.yolo else [])
+    for name in methods:
+        cfg = config(FINETUNED[name][0], os.path.join(out, f"{name}_base"), opts,
+                     args.base_iters)
         results["base"][name] = {k: v for k, v in base_stage(cfg).items()
                                  if isinstance(v, (int, float))}
     for k in args.shots:
         runs = {}
-        for key, cfg_name, iters, support in (
-                ("siamese_support", "fewshot_siamese_ft_shapes.yaml", 0, True),
-                ("siamese", "fewshot_siamese_ft_shapes.yaml", SIAMESE_ITERS.get(k, 400), False),
-                ("tfa", "fewshot_tfa_ft_shapes.yaml", TFA_ITERS.get(k, 800), False)):
-            base = "siamese_base" if key.startswith("siamese") else "tfa_base"
+        stages = [("siamese_support", FINETUNED["siamese"][1], 0, True)] + [
+            (name, FINETUNED[name][1], FINETUNED[name][2].get(k, 400), False)
+            for name in methods]
+        for key, cfg_name, iters, support in stages:
+            base = key.split("_")[0] + "_base"
             cfg = config(cfg_name, os.path.join(out, f"{key}_{k}shot"), opts,
                          args.ft_iters or iters, FEWSHOT__SPLIT_DIR=splits,
                          MODEL__WEIGHTS=os.path.join(out, base, "model_final.pth"))

@@ -77,3 +77,30 @@ def test_demo_draws_on_the_original_images(trained, tmp_path):
     import cv2
 
     assert cv2.imread(str(tmp_path / "im0.jpg")).shape == (60, 80, 3)
+
+
+def test_finetune_fewshot_yolo_ft(trained, tmp_path):
+    """YOLO-ft: the base checkpoint (cat, dog) fine-tuned with 'cat' declared novel — the
+    same tool and config keys as the R-CNN models, no YOLO-specific flag."""
+    out = tmp_path / "ft"
+    proc = run_tool("tools/finetune_fewshot.py", "--config", CONFIG, "--shots", "1",
+                    "--seeds", "0", *TINY,
+                    "MODEL.WEIGHTS", os.path.join(trained["out"], "model_final.pth"),
+                    "MODEL.BACKBONE.FREEZE_AT", "3", "FEWSHOT.NOVEL_CLASSES", "['cat']",
+                    "DATASETS.TRAIN", f"('{trained['spec']}',)",
+                    "DATASETS.TEST", f"('{trained['spec']}',)", "SOLVER.EMA.ENABLED", "False",
+                    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2",
+                    "SOLVER.WARMUP_ITERS", "1", "OUTPUT_DIR", str(out))
+    assert "nAP50" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shots"] == 1 and summary["seeds"] == [0]
+    assert len(summary["metrics"]["nAP50"]["values"]) == 1
+    import torch
+
+    base = torch.load(os.path.join(trained["out"], "model_final.pth"), weights_only=True)
+    final = torch.load(out / "seed0" / "model_final.pth", weights_only=True)
+    assert final["extra"]["thing_classes"] == ["cat", "dog"]
+    for k, v in base["model"].items():  # FREEZE_AT 3: stem, layer1, layer2 untouched
+        if k.startswith(("backbone.body.conv1.", "backbone.body.layer1.",
+                         "backbone.body.layer2.")) and "num_batches" not in k:
+            assert torch.equal(final["model"][k], v), k
