@@ -125,27 +125,3 @@ def test_bank_columns_extend_every_episode_to_all_known_classes():
     assert out.class_ids.tolist() == [[4, 1, 2], [2, 4, 1]]
     assert out.head[0, 2].tolist() == [3.0, 4.0, 5.0] and out.head[1, 2].tolist() == [0, 1, 2]
     assert out.rpn.requires_grad and out.valid.all()
-
-
-def test_supports_use_running_norm_statistics_in_training():
-    """With trainable BN, a support crop's features depend neither on the other crops of its
-    batch nor on train/eval mode, and encoding supports leaves the running statistics alone."""
-    model = tiny_model()
-    model.train()
-    episode = supports([1, 2], shots=2, seed=3)
-    bn = model.backbone.body.bn1
-    before = (bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked))
-    rpn_all, head_all = model.encode_supports(episode["images"], episode["boxes"])
-    rpn_one, head_one = model.encode_supports(episode["images"][:1], episode["boxes"][:1])
-    torch.testing.assert_close(head_one, head_all[:1], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(rpn_one, rpn_all[:1], atol=1e-4, rtol=1e-4)
-    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
-    assert int(bn.num_batches_tracked) == before[2]
-    assert bn.training  # the model's mode is restored
-    head_all.sum().backward()
-    assert bn.weight.grad is not None  # the support branch still trains the backbone
-    model.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(model.encode_supports(episode["images"],
-                                                         episode["boxes"])[1],
-                                   head_all.detach(), atol=1e-4, rtol=1e-4)

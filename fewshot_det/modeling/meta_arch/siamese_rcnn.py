@@ -26,16 +26,14 @@ Where the prototypes come from:
   writes it into the bank (``save_prototypes`` / ``load_prototypes`` move it to a file), so
   a detection costs one query forward.
 
-Normalisation: support crops are always normalised with the backbone's running batch-norm
-statistics (those of the queries), in training as at inference, and never update them.
-Why: with trainable BatchNorm, crops normalised with their own batch statistics in training
-(96-px, object-centred crops have other statistics than whole query images) give other
-features than at inference, and mixing them into the running statistics also shifts the
-queries' features at inference. GroupNorm / frozen BN are unaffected.
+Normalisation: the quick-start siamese configs use GroupNorm (no batch statistics), so a
+support crop's prototype does not depend on which other crops or queries share its batch,
+in training or at inference. With trainable batch norm (``NORM: BN``) the supports go
+through the backbone in their own batch: in training they are normalised with their own
+statistics, and both branches update the running statistics used at inference.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Dict, List, Sequence, Union
 
 import torch
@@ -49,21 +47,6 @@ from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
 from .rcnn import GeneralizedRCNN
 
 SUPPORT_CHUNK = 64  # crops encoded per backbone call in set_supports
-
-
-@contextmanager
-def running_norm_statistics(module: nn.Module):
-    """Batch-norm layers of ``module`` in eval mode inside the block (normalise with the
-    running statistics, leave them unchanged); gradients still flow."""
-    switched = [m for m in module.modules()
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
-    for m in switched:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m in switched:
-            m.train()
 
 
 @META_ARCH_REGISTRY.register()
@@ -132,8 +115,7 @@ class SiameseRCNN(GeneralizedRCNN):
                              f"M >= 1, got {tuple(images.shape)} and {tuple(boxes.shape)}")
         padded = normalize_and_pad(list(images), self.pixel_mean, self.pixel_std,
                                    self.backbone.size_divisibility)
-        with running_norm_statistics(self.backbone):
-            features = self.backbone(padded.tensors)
+        features = self.backbone(padded.tensors)
         box_list = [b[None] for b in boxes.to(self.device, torch.float32)]
         return (self.proposal_generator.support_features(features, box_list),
                 self.roi_heads.support_features(features, box_list))
