@@ -4,7 +4,8 @@ What is reported (and logged at INFO):
 - the detected format and how many of the model's tensors were loaded;
 - model tensors missing from the file (left as initialised), grouped by module;
 - file tensors the model does not use, grouped, under their names in the file;
-- a box predictor skipped because its class count differs (fine-tuning on new classes).
+- a class layer (R-CNN box predictor, YOLO-grid class layer) skipped because its class
+  count differs (fine-tuning on new classes).
 A shape mismatch anywhere else is a configuration error (e.g. ResNet-50 weights in a
 ResNet-18 model) and raises ``ValueError`` listing the tensors.
 """
@@ -66,7 +67,7 @@ def load_weights(model: nn.Module, path: str) -> LoadReport:
         a LoadReport (also logged).
     Raises:
         FileNotFoundError, or ValueError for unreadable files, unknown formats, shape
-        mismatches outside the box predictor, or a file sharing no tensor with the model.
+        mismatches outside the class layers, or a file sharing no tensor with the model.
     """
     model = getattr(model, "module", model)
     fmt, converted = convert(read_weights(path))
@@ -131,27 +132,35 @@ def _match(converted, own: Dict[str, torch.Tensor], report: LoadReport):
     return to_load, mismatched
 
 
+# Class-count-shaped layers: prefix -> (its class-score weight, rows that are not classes).
+# A checkpoint with another class count loads everything but these (fine-tuning).
+CLASS_LAYERS = {PREDICTOR: (PREDICTOR + "cls_score.weight", 1),  # R-CNN: + background row
+                "head.cls_pred.": ("head.cls_pred.weight", 0)}   # YOLO-grid class layer
+
+
 def _skip_predictor(mismatched: list, report: LoadReport, to_load: dict) -> None:
-    """Move box-predictor shape mismatches (another class count) out of ``mismatched``.
+    """Move class-layer shape mismatches (another class count) out of ``mismatched``.
 
     The whole predictor is then skipped: a half-loaded predictor would be meaningless.
     """
-    predictor = [m for m in mismatched if m[0].startswith(PREDICTOR)]
-    if not predictor:
-        return
-    mismatched[:] = [m for m in mismatched if not m[0].startswith(PREDICTOR)]
-    shapes = {name: (a, b) for name, a, b in predictor}
-    if PREDICTOR + "cls_score.weight" in shapes:
-        ckpt, own = shapes[PREDICTOR + "cls_score.weight"]
-        reason = (f"box predictor ({PREDICTOR}*): the checkpoint has {ckpt[0] - 1} classes, "
-                  f"the model {own[0] - 1}; it keeps its initial weights (fine-tuning)")
-    else:
-        reason = (f"box predictor ({PREDICTOR}*): shapes differ "
-                  f"({', '.join(f'{n}: {a} vs {b}' for n, (a, b) in shapes.items())}); "
-                  f"it keeps its initial weights")
-    for name in list(shapes) + [n for n in to_load if n.startswith(PREDICTOR)]:
-        report.skipped[name] = reason
-        to_load.pop(name, None)
+    for prefix, (score, extra_rows) in CLASS_LAYERS.items():
+        predictor = [m for m in mismatched if m[0].startswith(prefix)]
+        if not predictor:
+            continue
+        mismatched[:] = [m for m in mismatched if not m[0].startswith(prefix)]
+        shapes = {name: (a, b) for name, a, b in predictor}
+        if score in shapes:
+            ckpt, own = shapes[score]
+            reason = (f"class layer ({prefix}*): the checkpoint has {ckpt[0] - extra_rows} "
+                      f"classes, the model {own[0] - extra_rows}; it keeps its initial "
+                      f"weights (fine-tuning)")
+        else:
+            reason = (f"class layer ({prefix}*): shapes differ "
+                      f"({', '.join(f'{n}: {a} vs {b}' for n, (a, b) in shapes.items())}); "
+                      f"it keeps its initial weights")
+        for name in list(shapes) + [n for n in to_load if n.startswith(prefix)]:
+            report.skipped[name] = reason
+            to_load.pop(name, None)
 
 
 def group_keys(keys: Iterable[str]) -> List[str]:

@@ -136,6 +136,18 @@ def test_torchvision_resnet_and_own_checkpoint_load(tmp_path):
     assert torch.equal(a["scores"], b["scores"]) and torch.equal(a["boxes"], b["boxes"])
 
 
+def test_checkpoint_with_another_class_count_skips_only_the_class_layer(tmp_path):
+    five = tiny_model("MODEL.ROI_HEADS.NUM_CLASSES", "5")
+    torch.save({"model": five.state_dict()}, tmp_path / "five.pth")
+    three = tiny_model(seed=1)  # 3 classes
+    report = load_weights(three, str(tmp_path / "five.pth"))
+    assert sorted(report.skipped) == ["head.cls_pred.bias", "head.cls_pred.weight"]
+    assert "5 classes, the model 3" in report.skipped["head.cls_pred.weight"]
+    assert torch.equal(three.head.box_pred.weight, five.head.box_pred.weight)
+    assert torch.equal(three.backbone.body.layer2[0].conv1.weight,
+                       five.backbone.body.layer2[0].conv1.weight)
+
+
 def test_class_surgery_copies_base_rows_and_the_model_still_runs():
     model = tiny_model()
     old = model.head.cls_pred
