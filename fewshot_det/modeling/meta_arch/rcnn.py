@@ -35,15 +35,20 @@ class GeneralizedRCNN(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
-    @classmethod
-    def from_config(cls, cfg) -> "GeneralizedRCNN":
+    @staticmethod
+    def components_from_config(cfg) -> dict:
+        """The constructor arguments every two-stage detector shares, built from ``cfg``."""
         backbone = lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")(cfg)
         shapes = backbone.output_shape()
         rpn_cls = lookup(PROPOSAL_GENERATOR_REGISTRY, cfg.MODEL.RPN.NAME, "MODEL.RPN.NAME")
         roi_cls = lookup(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME, "MODEL.ROI_HEADS.NAME")
-        return cls(backbone=backbone, proposal_generator=rpn_cls.from_config(cfg, shapes),
-                   roi_heads=roi_cls.from_config(cfg, shapes),
-                   pixel_mean=cfg.MODEL.PIXEL_MEAN, pixel_std=cfg.MODEL.PIXEL_STD)
+        return dict(backbone=backbone, proposal_generator=rpn_cls.from_config(cfg, shapes),
+                    roi_heads=roi_cls.from_config(cfg, shapes),
+                    pixel_mean=cfg.MODEL.PIXEL_MEAN, pixel_std=cfg.MODEL.PIXEL_STD)
+
+    @classmethod
+    def from_config(cls, cfg) -> "GeneralizedRCNN":
+        return cls(**cls.components_from_config(cfg))
 
     @property
     def device(self) -> torch.device:

@@ -41,8 +41,7 @@ from torch import Tensor, nn
 
 from ..backbone import Backbone
 from ..fewshot.prototypes import PrototypeBank, Prototypes, average_shots
-from ..registry import (BACKBONE_REGISTRY, META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
-                        ROI_HEADS_REGISTRY, lookup)
+from ..registry import META_ARCH_REGISTRY
 from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
 from .rcnn import GeneralizedRCNN
 
@@ -89,13 +88,7 @@ class SiameseRCNN(GeneralizedRCNN):
 
     @classmethod
     def from_config(cls, cfg) -> "SiameseRCNN":
-        backbone = lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")(cfg)
-        shapes = backbone.output_shape()
-        rpn_cls = lookup(PROPOSAL_GENERATOR_REGISTRY, cfg.MODEL.RPN.NAME, "MODEL.RPN.NAME")
-        roi_cls = lookup(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME, "MODEL.ROI_HEADS.NAME")
-        return cls(backbone=backbone, proposal_generator=rpn_cls.from_config(cfg, shapes),
-                   roi_heads=roi_cls.from_config(cfg, shapes),
-                   pixel_mean=cfg.MODEL.PIXEL_MEAN, pixel_std=cfg.MODEL.PIXEL_STD,
+        return cls(**cls.components_from_config(cfg),
                    prototype_momentum=cfg.MODEL.SIAMESE.PROTOTYPE_MOMENTUM,
                    meta_loss_weight=cfg.MODEL.SIAMESE.META_LOSS_WEIGHT,
                    bank_columns=cfg.MODEL.SIAMESE.BANK_COLUMNS)
