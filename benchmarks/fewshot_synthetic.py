@@ -5,9 +5,10 @@
 
 Stages (each skipped when its outputs exist, so an interrupted run continues):
 
-1. base training on the 9 base shapes (novel star, arrow, heart never seen):
-   the siamese detector (configs/quickstart/fewshot_siamese_base_shapes.yaml) and the TFA
-   baseline's Faster R-CNN (fewshot_tfa_base_shapes.yaml); their test bAP50 is "before";
+1. base training on the 9 base shapes (novel star, arrow, heart never seen): the plain
+   Faster R-CNN (fewshot_tfa_base_shapes.yaml; the TFA baseline's base model), then the
+   siamese detector's episodic stage from its weights
+   (configs/quickstart/fewshot_siamese_base_shapes.yaml); their test bAP50 is "before";
 2. for every K of --shots and seed of --seeds (one shared split folder):
    - siamese, support only: the novel K shots encoded as supports, no training;
    - siamese fine-tuned (fewshot_siamese_ft_shapes.yaml, FREEZE_AT 3);
@@ -45,6 +46,8 @@ FINETUNED = {
     "tfa": ("fewshot_tfa_base_shapes.yaml", "fewshot_tfa_ft_shapes.yaml", TFA_ITERS),
     "yolo": ("yolo_fewshot_base_shapes.yaml", "yolo_fewshot_ft_shapes.yaml", YOLO_ITERS),
 }
+# method -> the method whose base model its base training starts from
+BASE_INIT = {"siamese": "tfa"}
 LABELS = {"siamese_support": "siamese, support only", "siamese": "siamese fine-tuned",
           "tfa": "TFA fine-tuned", "yolo": "YOLO-ft (YOLO-grid fine-tuned)"}
 logger = logging.getLogger("fewshot_det.benchmark")
@@ -102,8 +105,10 @@ def fewshot_stage(cfg, shots, seeds, support_only=False) -> dict:
     return run_fewshot(cfg, shots, seeds, support_only=support_only)
 
 
-def novel_recall(cfg, weights: str, prototypes: str = "") -> dict:
-    """AR of the novel classes on the first test set for the model at ``weights``."""
+def novel_recall(cfg, weights: str, prototypes: str = "", conditioned: bool = True) -> dict:
+    """AR of the novel classes on the first test set for the model at ``weights``; a
+    siamese model proposes for the novel classes' prototypes (``conditioned``) or for every
+    class it knows."""
     from fewshot_det.checkpoint import load_weights
     from fewshot_det.data.build import build_test_loader_from_config
     from fewshot_det.engine.defaults import resolve_device
@@ -116,7 +121,8 @@ def novel_recall(cfg, weights: str, prototypes: str = "") -> dict:
         model.load_prototypes(prototypes)
     loader, records, metadata = build_test_loader_from_config(cfg, cfg.DATASETS.TEST[0])
     ids = [list(metadata.thing_classes).index(n) + 1 for n in metadata.novel_classes]
-    return proposal_recall(model, loader, records, ids, topks=(100, 1000))
+    return proposal_recall(model, loader, records, ids, topks=(100, 1000),
+                           conditioned=conditioned)
 
 
 def recall_stage(args, opts, out, shots, splits) -> dict:
@@ -130,18 +136,20 @@ def recall_stage(args, opts, out, shots, splits) -> dict:
     sia = config("fewshot_siamese_base_shapes.yaml", os.path.join(out, "siamese_base"), opts)
     plain = novel_recall(tfa, os.path.join(tfa.OUTPUT_DIR, "model_final.pth"))
     rows = {"plain RPN (TFA base)": [plain] * len(args.seeds)}
-    support, tuned = [], []
+    support, every, tuned = [], [], []
     for seed in args.seeds:
         protos = os.path.join(out, f"siamese_support_{shots}shot", f"seed{seed}",
                               "prototypes.pth")
-        support.append(novel_recall(sia, os.path.join(sia.OUTPUT_DIR, "model_final.pth"),
-                                    protos))
+        base = os.path.join(sia.OUTPUT_DIR, "model_final.pth")
+        support.append(novel_recall(sia, base, protos))
+        every.append(novel_recall(sia, base, protos, conditioned=False))
         ft = config("fewshot_siamese_ft_shapes.yaml", os.path.join(out, "tmp"), opts,
                     FEWSHOT__SHOTS=shots, FEWSHOT__SPLIT_DIR=splits)
         tuned.append(novel_recall(ft, os.path.join(out, f"siamese_{shots}shot", f"seed{seed}",
                                                    "model_final.pth")))
-    rows["attention RPN (siamese base + supports)"] = support
-    rows["attention RPN (siamese fine-tuned)"] = tuned
+    rows["attention RPN (siamese base + novel supports)"] = support
+    rows["attention RPN (siamese base, all 12 classes' prototypes)"] = every
+    rows["attention RPN (siamese fine-tuned, novel prototypes)"] = tuned
     result = {name: {k: aggregate([r[k] for r in runs]) for k in ("AR@100", "AR@1000", "R50@100")}
               for name, runs in rows.items()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -193,10 +201,12 @@ def main(argv=None) -> dict:
     setup_logging(out)
     splits = os.path.join(out, "splits")
     results = {"base": {}, "fewshot": {}, "recall": {}}
-    methods = ["siamese", "tfa"] + (["yolo"] if args.yolo else [])
+    methods = ["tfa", "siamese"] + (["yolo"] if args.yolo else [])
     for name in methods:
+        init = {"MODEL__WEIGHTS": os.path.join(out, f"{BASE_INIT[name]}_base",
+                                               "model_final.pth")} if name in BASE_INIT else {}
         cfg = config(FINETUNED[name][0], os.path.join(out, f"{name}_base"), opts,
-                     args.base_iters)
+                     args.base_iters, **init)
         results["base"][name] = {k: v for k, v in base_stage(cfg).items()
                                  if isinstance(v, (int, float))}
     for k in args.shots:

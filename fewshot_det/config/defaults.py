@@ -128,6 +128,10 @@ _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
 _C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0
 # "ROIAlignV2" (half-pixel aligned, detectron2) or "ROIAlign" (torchvision's Faster R-CNN).
 _C.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+# Multi-level pooling: a box of this side (input pixels) is pooled from P4, one twice as
+# large from P5, half as large from P3 (FPN paper: 224 for ~800-px images; scale it down
+# with the input size, or every box of a small image lands on the finest level).
+_C.MODEL.ROI_BOX_HEAD.POOLER_CANONICAL_BOX_SIZE = 224.0
 # Number and width of the fully-connected layers of the box head.
 _C.MODEL.ROI_BOX_HEAD.NUM_FC = 2
 _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
@@ -190,6 +194,9 @@ _C.SOLVER = CN()
 _C.SOLVER.IMS_PER_BATCH = 16
 _C.SOLVER.BASE_LR = 0.02
 _C.SOLVER.MOMENTUM = 0.9
+# Per-parameter learning-rate factors: [[regex, factor], ...]; a parameter takes BASE_LR x
+# the factor of the first regex that matches its name (e.g. [["^backbone\\.", 0.1]]).
+_C.SOLVER.LR_FACTORS = []
 _C.SOLVER.WEIGHT_DECAY = 0.0001
 # Weight decay of normalisation layers' parameters.
 _C.SOLVER.WEIGHT_DECAY_NORM = 0.0
@@ -351,6 +358,10 @@ _C.FEWSHOT.FINETUNE = CN()
 # other parameters are frozen. Empty = all (MODEL.BACKBONE.FREEZE_AT still applies).
 # TFA fine-tunes the last layers only: ["^roi_heads\\.box_predictor\\."].
 _C.FEWSHOT.FINETUNE.TRAINABLE = []
+# Support-conditioned models: before fine-tuning, encode every instance of the K-shot
+# split (all classes) and set the class prototypes from them, so fine-tuning starts from
+# the support-only detector (novel classes included) instead of empty prototypes.
+_C.FEWSHOT.FINETUNE.INIT_PROTOTYPES = True
 
 # Siamese few-shot detector (MODEL.META_ARCHITECTURE "SiameseRCNN",
 # fewshot_det/modeling/meta_arch/siamese_rcnn.py and fewshot_det/modeling/fewshot/).
@@ -358,11 +369,22 @@ _C.MODEL.SIAMESE = CN()
 # Momentum of the running class prototypes kept while training (used at inference when no
 # support set was given): bank = m * bank + (1 - m) * episode prototype.
 _C.MODEL.SIAMESE.PROTOTYPE_MOMENTUM = 0.99
-# Width E of the relation space where RoI features and class prototypes are compared.
-_C.MODEL.SIAMESE.RELATION_DIM = 128
-# Weight of the meta loss (support crops classified into the dataset's classes; Meta R-CNN),
-# which keeps the prototypes of different classes apart. 0 disables it.
-_C.MODEL.SIAMESE.META_LOSS_WEIGHT = 1.0
+# In training, the probability that a class column is scored from its support prototype
+# alone (its learned class row dropped): this is what teaches the prototype-to-weight map
+# used for classes given only as supports.
+_C.MODEL.SIAMESE.PROTOTYPE_ONLY_PROB = 0.5
+# Train only the support conditioning (attention RPN correlation, prototype-to-weight map,
+# class rows) on top of a trained plain detector loaded from MODEL.WEIGHTS, whose backbone,
+# RPN and box head stay fixed (batch norm in eval mode). The siamese base stage.
+_C.MODEL.SIAMESE.FREEZE_DETECTOR = False
+# Keep batch norm in eval mode while training (running statistics, never updated): for
+# fine-tuning on a few images, whose batch and support-crop statistics are unrepresentative.
+_C.MODEL.SIAMESE.NORM_EVAL = False
+# Prototypes that score the class columns in training: "episode" (each image's own N-way
+# episode, the bank for its other columns) or "bank" (the running bank for every column,
+# as at inference; episodes only update it). "bank" suits fine-tuning: a 1-shot episode
+# prototype is noise around the K-shot class mean the model is evaluated with.
+_C.MODEL.SIAMESE.TRAIN_PROTOTYPES = "episode"
 # In training, give every image, besides its episode's classes, a column for every other
 # class of the prototype bank (detached running prototypes), so the heads learn to rank
 # among all known classes as at inference.

@@ -256,7 +256,7 @@ def finetune_seed(cfg) -> Dict[str, float]:
     from ..modeling import build_model
     from .train_loop import train
 
-    _, metadata = fewshot_training_set(cfg)
+    records, metadata = fewshot_training_set(cfg)
     seed_all(cfg.SEED)
     model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
     trainable = freeze_parameters(model, list(cfg.FEWSHOT.FINETUNE.TRAINABLE))
@@ -264,17 +264,34 @@ def finetune_seed(cfg) -> Dict[str, float]:
                 sum(p.numel() for p in model.parameters() if p.requires_grad))
 
     def load(m, path):
-        return load_with_surgery(cfg, metadata, m, path)
+        loaded = load_with_surgery(cfg, metadata, m, path)
+        if cfg.FEWSHOT.FINETUNE.INIT_PROTOTYPES and hasattr(m, "set_supports"):
+            set_kshot_supports(cfg, m, records, metadata)
+        return loaded
 
     metrics = _first_test_metrics(cfg, train(cfg, model, load_weights=load))
     _write_results(cfg, metrics, "finetune")
     return metrics
 
 
+def set_kshot_supports(cfg, model, records: Sequence[dict], metadata) -> List[int]:
+    """Encode every K-shot instance of the novel classes (all classes when none is novel)
+    and set those classes' prototypes in ``model``; returns their class ids."""
+    from ..data.episodes import SupportCropper, build_support_set
+
+    names = list(metadata.get("novel_classes") or []) or list(metadata.thing_classes)
+    ids = [list(metadata.thing_classes).index(n) + 1 for n in names]
+    supports = build_support_set(records, SupportCropper.from_config(cfg), ids,
+                                 min_box_size=cfg.FEWSHOT.SUPPORT.MIN_BOX_SIZE)
+    set_ids = model.set_supports(supports["images"], supports["boxes"], supports["labels"])
+    logger.info("class prototypes set from %d K-shot support crops: %s", len(supports["labels"]),
+                [metadata.thing_classes[i - 1] for i in set_ids])
+    return set_ids
+
+
 def support_only_seed(cfg) -> Dict[str, float]:
     """Evaluate MODEL.WEIGHTS with the novel classes given only as supports (the K-shot
     split's instances, encoded once), without any training."""
-    from ..data.episodes import SupportCropper, build_support_set
     from ..modeling import build_model
     from .train_loop import evaluate_model
 
@@ -287,11 +304,7 @@ def support_only_seed(cfg) -> Dict[str, float]:
                          f"{cfg.MODEL.META_ARCHITECTURE}")
     if cfg.MODEL.WEIGHTS:
         load_with_surgery(cfg, metadata, model, cfg.MODEL.WEIGHTS)
-    names = list(metadata.get("novel_classes") or []) or list(metadata.thing_classes)
-    ids = [list(metadata.thing_classes).index(n) + 1 for n in names]
-    supports = build_support_set(records, SupportCropper.from_config(cfg), ids,
-                                 min_box_size=cfg.FEWSHOT.SUPPORT.MIN_BOX_SIZE)
-    model.set_supports(supports["images"], supports["boxes"], supports["labels"])
+    set_kshot_supports(cfg, model, records, metadata)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     model.save_prototypes(os.path.join(cfg.OUTPUT_DIR, "prototypes.pth"))
     metrics = _first_test_metrics(cfg, evaluate_model(cfg, model))

@@ -1,7 +1,8 @@
 """Optimizer and learning-rate schedule (warm-up, then multi-step or cosine)."""
 from __future__ import annotations
 
-from typing import List
+import re
+from typing import Dict, List, Sequence
 
 import torch
 from fvcore.common.param_scheduler import (CompositeParamScheduler, ConstantParamScheduler,
@@ -12,24 +13,37 @@ _NORM_TYPES = (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm,
                torch.nn.SyncBatchNorm)
 
 
-def param_groups(model: torch.nn.Module, *, weight_decay: float,
-                 weight_decay_norm: float) -> List[dict]:
-    """Trainable parameters split by weight decay: norm layers get ``weight_decay_norm``."""
-    decay, no_decay, seen = [], [], set()
-    for module in model.modules():
-        for p in module.parameters(recurse=False):
+def param_groups(model: torch.nn.Module, *, weight_decay: float, weight_decay_norm: float,
+                 base_lr: float = 0.0, lr_factors: Sequence[Sequence] = ()) -> List[dict]:
+    """Trainable parameters grouped by weight decay (norm layers get ``weight_decay_norm``)
+    and learning rate: ``base_lr`` times the factor of the first ``(regex, factor)`` of
+    ``lr_factors`` whose regex matches the parameter's name (1 when none does)."""
+    factors = [(re.compile(str(pattern)), float(factor)) for pattern, factor in lr_factors]
+    groups: Dict[tuple, List[torch.nn.Parameter]] = {}
+    seen = set()
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            (no_decay if isinstance(module, _NORM_TYPES) else decay).append(p)
-    return [g for g in ({"params": decay, "weight_decay": weight_decay},
-                        {"params": no_decay, "weight_decay": weight_decay_norm}) if g["params"]]
+            full = f"{module_name}.{name}" if module_name else name
+            factor = next((f for pattern, f in factors if pattern.search(full)), 1.0)
+            wd = weight_decay_norm if isinstance(module, _NORM_TYPES) else weight_decay
+            groups.setdefault((wd, factor), []).append(p)
+    return [{"params": params, "weight_decay": wd, "lr": base_lr * factor}
+            for (wd, factor), params in groups.items()]
 
 
 def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     s = cfg.SOLVER
+    try:
+        factors = [(pattern, float(factor)) for pattern, factor in s.LR_FACTORS]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"SOLVER.LR_FACTORS must be a list of [regex, factor] pairs, got "
+                         f"{s.LR_FACTORS!r}") from e
     groups = param_groups(model, weight_decay=s.WEIGHT_DECAY,
-                          weight_decay_norm=s.WEIGHT_DECAY_NORM)
+                          weight_decay_norm=s.WEIGHT_DECAY_NORM, base_lr=s.BASE_LR,
+                          lr_factors=factors)
     return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM)
 
 

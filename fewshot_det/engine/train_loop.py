@@ -161,7 +161,7 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False,
         if ema is not None:
             ema.update(model)
         now = time.perf_counter()
-        stats.update(lr=optimizer.param_groups[0]["lr"], time=now - t_end,
+        stats.update(lr=max(g["lr"] for g in optimizer.param_groups), time=now - t_end,
                      data_time=t_data - t_end)
         t_end = now
         if progress.update(iteration, stats) is not None and writer is not None:

@@ -11,7 +11,7 @@ from fewshot_det.modeling import build_model
 EDP_CLASSES = ["pole", "insulator", "bird_nest"]  # "pole" base, the other two novel
 SIAMESE = ["MODEL.META_ARCHITECTURE", "SiameseRCNN", "MODEL.RPN.NAME", "AttentionRPN",
            "MODEL.ROI_HEADS.NAME", "SiameseROIHeads",
-           "MODEL.ROI_BOX_HEAD.PREDICTOR", "SupportConditionedOutputLayers"]
+           "MODEL.ROI_BOX_HEAD.PREDICTOR", "PrototypeCosineOutputLayers"]
 
 
 def tiny_cfg(*opts, num_classes=3, siamese=True):

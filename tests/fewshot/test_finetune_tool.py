@@ -44,7 +44,7 @@ SOLVER: {{IMS_PER_BATCH: 2, BASE_LR: 0.02, MAX_ITER: 3, STEPS: (), WARMUP_ITERS:
 OUTPUT_DIR: "{out}"
 """
 SIAMESE = dict(arch="SiameseRCNN", rpn="AttentionRPN", heads="SiameseROIHeads",
-               predictor="SupportConditionedOutputLayers", episodes="True", trainable="[]",
+               predictor="PrototypeCosineOutputLayers", episodes="True", trainable="[]",
                freeze_at=3)
 TFA = dict(arch="GeneralizedRCNN", rpn="RPN", heads="StandardROIHeads",
            predictor="CosineSimOutputLayers", episodes="False", freeze_at=5,

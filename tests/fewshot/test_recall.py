@@ -41,3 +41,17 @@ def test_proposal_recall_of_both_proposal_generators(siamese):
     out = proposal_recall(model, [[item]], records, [2], topks=(1, 300))
     assert out["num_gt"] == 1 and 0 <= out["AR@1"] <= out["AR@300"] <= 1
     assert out["R50@300"] >= out["AR@300"]
+
+
+def test_conditioned_proposals_use_only_the_given_classes_prototypes():
+    model = tiny_model().eval()
+    s = supports([1, 2, 3], shots=1)
+    model.set_supports(s["images"], s["boxes"], s["labels"])
+    item = query()
+    every = model.propose([item])[0]
+    assert torch.equal(model.propose([item], [1, 2, 3])[0], every)
+    only_two = model.propose([item], [2])[0]
+    # class 2's column alone: the merged objectness is that column's, not the max over 3
+    assert not torch.equal(only_two, every)
+    with pytest.raises(Exception):
+        model.propose([item], [7])  # no such class in the bank

@@ -63,22 +63,26 @@ def test_rcnn_surgery_with_class_agnostic_deltas_and_cosine_predictor():
     assert P + "cls_score.bias" not in new
 
 
-def test_siamese_surgery_copies_base_meta_rows_and_empties_novel_prototypes():
+def test_siamese_surgery_copies_base_rows_zeroes_novel_rows_and_empties_novel_prototypes():
     base = tiny_model(num_classes=2)  # pole, tower
     base.prototype_bank.count.fill_(5)
     base.prototype_bank.head.fill_(1.0)
     with torch.no_grad():
-        base.roi_heads.box_predictor.meta_cls.weight.fill_(2.0)
+        base.roi_heads.box_predictor.cls_score.weight.fill_(2.0)
+        base.roi_heads.box_predictor.bbox_pred.weight.fill_(3.0)
     state = base.state_dict()
     new, _ = class_surgery(state, "SiameseRCNN", ["pole", "tower"],
                            ["pole", "insulator", "bird_nest"], ["insulator", "bird_nest"])
     assert new["prototype_bank.count"].tolist() == [5, 0, 0]
     assert new["prototype_bank.head"][1:].abs().sum() == 0
     assert new["prototype_bank.rpn"].shape[0] == 3
-    w = new[P + "meta_cls.weight"]
-    # background row kept, pole copied, insulator / bird_nest initialised
-    assert w.shape == (4, 32) and (w[:2] == 2).all() and w[2:].abs().max() < 0.1
-    assert torch.equal(new[P + "bg_score.weight"], state[P + "bg_score.weight"])
+    w = new[P + "cls_score.weight"]
+    # background row kept, pole copied, insulator / bird_nest zero: weight = g(prototype)
+    assert w.shape == (4, 32) and (w[:2] == 2).all() and (w[2:] == 0).all()
+    d = new[P + "bbox_pred.weight"]
+    # novel box deltas start as the mean of the copied classes' rows (here: pole's)
+    assert d.shape == (12, 32) and (d == 3).all()
+    assert torch.equal(new[P + "generator.weight"], state[P + "generator.weight"])
     tiny_model(num_classes=3).load_state_dict(new)
 
 
@@ -92,3 +96,11 @@ def test_unnamed_checkpoint_and_unknown_model_type():
     with pytest.raises(ValueError, match="no class surgery registered"):
         class_surgery(state, "MyDetector", None, ["a"], [])
     assert {"GeneralizedRCNN", "SiameseRCNN", "YOLOGrid"} <= set(SURGERY_REGISTRY)
+
+
+def test_source_mean_initialises_new_rows_with_the_copied_rows_mean():
+    t = torch.tensor([[0.0], [2.0], [4.0], [10.0]])  # 1 leading row, 3 classes
+    out = remap_class_rows(t, ClassRows("w", leading_rows=1, init="source_mean"), [1, None, 0])
+    assert out.flatten().tolist() == [0.0, 4.0, 3.0, 2.0]  # mean of classes 1 and 0
+    none = remap_class_rows(t, ClassRows("w", leading_rows=1, init="source_mean"), [None])
+    assert none.flatten().tolist() == [0.0, 0.0]

@@ -20,6 +20,21 @@ def test_pooler_equals_torchvision_multiscale_roi_align():
     assert aligned(list(feats.values()), boxes).shape == (5, 4, 7, 7)
 
 
+def test_canonical_box_size_moves_boxes_between_levels():
+    from fewshot_det.modeling.roi_heads.poolers import assign_levels
+
+    boxes = torch.tensor([[0.0, 0, 30, 30], [0, 0, 60, 60], [0, 0, 100, 100], [0, 0, 230, 230]])
+    # FPN default (224 -> P4): everything below 224 px lands on P3 (index 0 of P3-P5)
+    assert assign_levels(boxes, 3, 5).tolist() == [0, 0, 0, 1]
+    # scaled for ~256-px images: 36-72 px -> P3, 72-144 -> P4, larger -> P5
+    assert assign_levels(boxes, 3, 5, canonical_box_size=72).tolist() == [0, 0, 1, 2]
+    features = [torch.rand(1, 2, 64 // s, 64 // s) for s in (8, 16, 32)]
+    small = ROIPooler(output_size=2, strides=[8, 16, 32], canonical_box_size=72)
+    out = small(features, [boxes[2:3]])
+    torch.testing.assert_close(out, small._align(features[1], torch.tensor([[0.0, 0, 0, 100, 100]]),
+                                                 1 / 16))
+
+
 def test_proposals_are_labelled_and_sampled_with_gt_appended():
     heads = tiny_model("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16).roi_heads
     gt = {"gt_boxes": torch.tensor([[10.0, 10, 50, 50], [60, 60, 90, 90]]),

@@ -3,17 +3,17 @@ class-count surgery and proposal recall.
 
 The meta-architecture that assembles them is ``meta_arch.siamese_rcnn.SiameseRCNN``;
 importing this package registers ``AttentionRPN`` (MODEL.RPN.NAME), ``SiameseROIHeads``
-(MODEL.ROI_HEADS.NAME) and ``SupportConditionedOutputLayers`` (MODEL.ROI_BOX_HEAD.PREDICTOR).
+(MODEL.ROI_HEADS.NAME) and ``PrototypeCosineOutputLayers`` (MODEL.ROI_BOX_HEAD.PREDICTOR).
 """
 from .attention_rpn import AttentionRPN, rms_normalize
 from .prototypes import PrototypeBank, Prototypes, average_shots
 from .recall import model_proposals, proposal_limits, proposal_recall, recall_at
-from .siamese_heads import SiameseROIHeads, SupportConditionedOutputLayers
+from .siamese_heads import SiameseROIHeads, PrototypeCosineOutputLayers
 from .surgery import (SURGERY_REGISTRY, ClassRows, SurgeryReport, class_surgery,
                       register_surgery, remap_class_rows, source_rows)
 
 __all__ = ["AttentionRPN", "rms_normalize", "PrototypeBank", "Prototypes", "average_shots",
            "model_proposals", "proposal_limits", "proposal_recall", "recall_at",
-           "SiameseROIHeads", "SupportConditionedOutputLayers", "SURGERY_REGISTRY", "ClassRows",
+           "SiameseROIHeads", "PrototypeCosineOutputLayers", "SURGERY_REGISTRY", "ClassRows",
            "SurgeryReport", "class_surgery", "register_surgery", "remap_class_rows",
            "source_rows"]

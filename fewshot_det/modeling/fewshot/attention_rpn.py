@@ -19,9 +19,12 @@ Design (Attention-RPN of Fan et al. 2020, generalised from its 2-way episodes to
 4. Proposals are merged across classes: an anchor's score is its best column's logit, then
    the usual per-level top-k, NMS and per-image top-k.
 5. Per-column loss: an anchor is positive for column k if it matches (IoU >= 0.7, or best
-   anchor) a GT box of column k's class, negative below 0.3 with those boxes, so objects of
-   other classes (and of classes absent from the query) are negatives: the attention must
-   discriminate. Each (image, column) samples ``batch_size_per_image`` anchors.
+   anchor) a GT box of column k's class, negative below 0.3 with those boxes. Each
+   (image, column) samples ``batch_size_per_image`` anchors, and every anchor matching an
+   object of another class is added as a negative: the attention must tell the support's
+   class from other objects. Sampled at random, those hard negatives were a handful among
+   background anchors the prior already rejects, and the correlation weights barely moved
+   from their initialisation.
 
 Parameter names of the plain RPN are kept (``head.conv``, ``head.cls_logits``,
 ``head.bbox_pred``), so a plain RPN checkpoint initialises all but ``attn_logits``.
@@ -195,6 +198,11 @@ class AttentionRPN(RPN):
                     matched = match_boxes(gt, anchors, self.matcher)
                     labels[matched >= 0] = 1
                     labels[matched == Matcher.BETWEEN_THRESHOLDS] = -1
-                out[i, k] = subsample_labels(labels, self.batch_size_per_image,
-                                             self.positive_fraction)
+                sampled = subsample_labels(labels, self.batch_size_per_image,
+                                           self.positive_fraction)
+                others = target["gt_boxes"][target["gt_labels"] != class_id]
+                if len(others):  # hard negatives: objects of other classes
+                    hard = (match_boxes(others, anchors, self.matcher) >= 0) & (labels == 0)
+                    sampled[hard] = 0
+                out[i, k] = sampled
         return out

@@ -138,5 +138,6 @@ class PrototypeBank(nn.Module):
         def rep(t: Tensor) -> Tensor:
             return t[rows][None].expand((num_images,) + t[rows].shape)
 
-        return Prototypes(rpn=rep(self.rpn), head=rep(self.head), class_ids=rep(ids),
+        return Prototypes(rpn=rep(self.rpn), head=rep(self.head),
+                          class_ids=ids[None].expand(num_images, len(ids)),
                           valid=rep(self.count > 0))

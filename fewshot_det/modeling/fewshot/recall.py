@@ -10,7 +10,7 @@ Recall is pooled over every GT instance of the chosen classes (not difficult, no
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -33,11 +33,13 @@ def proposal_limits(proposal_generator: nn.Module, topk: int):
 
 
 @torch.no_grad()
-def model_proposals(model: nn.Module, batch: List[dict]) -> List[Tensor]:
+def model_proposals(model: nn.Module, batch: List[dict],
+                    class_ids: Optional[Sequence[int]] = None) -> List[Tensor]:
     """Proposals of a two-stage model in eval mode, in each image's ORIGINAL pixels.
 
-    Uses ``model.propose(batch)`` when the model has it (support-conditioned models), else
-    backbone -> proposal_generator (``GeneralizedRCNN``'s components).
+    Uses ``model.propose(batch, class_ids)`` when the model has it (support-conditioned
+    models: proposals for the prototypes of ``class_ids``, default all known classes),
+    else backbone -> proposal_generator (``GeneralizedRCNN``'s components).
 
     Returns:
         per image float [P, 4] XYXY, best first.
@@ -45,7 +47,7 @@ def model_proposals(model: nn.Module, batch: List[dict]) -> List[Tensor]:
     from ..meta_arch.preprocess import normalize_and_pad
 
     if hasattr(model, "propose"):
-        proposals = model.propose(batch)
+        proposals = model.propose(batch, class_ids)
     else:
         images = normalize_and_pad([item["image"] for item in batch], model.pixel_mean,
                                    model.pixel_std, model.backbone.size_divisibility)
@@ -75,7 +77,8 @@ def gt_boxes_of(record: dict, class_ids: Iterable[int]) -> Tensor:
 
 @torch.no_grad()
 def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids: Iterable[int],
-                    *, topks: Sequence[int] = (100, 1000)) -> Dict[str, float]:
+                    *, topks: Sequence[int] = (100, 1000), conditioned: bool = True
+                    ) -> Dict[str, float]:
     """Recall of the ``class_ids`` GT boxes by the model's top-k proposals.
 
     Args:
@@ -84,6 +87,9 @@ def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids
         records: the dataset records of the loader's images (ground truth).
         class_ids: classes whose instances count (e.g. the novel classes).
         topks: values of k.
+        conditioned: a support-conditioned model proposes for the prototypes of
+            ``class_ids`` only (Attention-RPN's use: "find objects like these supports");
+            False: for every class it knows. Plain RPNs ignore it.
     Returns:
         {"AR@k": ..., "R50@k": ... for every k, "num_gt": G total, "num_images"}; -1 when
         there is no GT instance.
@@ -96,7 +102,8 @@ def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids
     try:
         with proposal_limits(model.proposal_generator, max(topks)):
             for batch in loader:
-                for item, props in zip(batch, model_proposals(model, batch)):
+                proposals = model_proposals(model, batch, class_ids if conditioned else None)
+                for item, props in zip(batch, proposals):
                     gt = gt_boxes_of(by_id[str(item["image_id"])], class_ids)
                     for k in topks:
                         top = props[:k].float().cpu()

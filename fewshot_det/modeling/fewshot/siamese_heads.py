@@ -1,33 +1,33 @@
-"""Support-conditioned box head: a (K+1)-way softmax whose class scores come from the support.
+"""Support-conditioned box head: a (K+1)-way cosine softmax whose class weights come from
+the support prototypes.
 
 Shape glossary: N images, R RoIs (all images), R_i RoIs of image i, D box-head width,
-E relation width, M support crops, K class columns of a forward (episode classes in
-training, all known classes at inference), K_w classes of the dataset
-(MODEL.ROI_HEADS.NUM_CLASSES).
+K class columns of a forward (episode + bank classes in training, all known classes at
+inference), K_w classes of the dataset (MODEL.ROI_HEADS.NUM_CLASSES).
 
-Design (a relation head, so a class given only as support images is detected with no
-training, and fine-tuning then has parameters to adapt):
+Design (weight imprinting made learnable: Qi et al. 2018, Gidaris & Komodakis 2018):
 
-* RoI feature ``x`` (FC head, [D]) and class prototype ``h_k`` (the same FC head on the
-  support box, mean over shots) live in one space; a shared projection ``P`` (D -> E)
-  maps both to the relation space.
-* Logits: column 0 (background) is linear in ``x``; column k is a learned relation score
-  ``MLP([P x * P h_k, |P x - P h_k|])`` (FsDetView-style aggregation). A cosine score was
-  tried first: features learned from scratch start nearly parallel (ReLU outputs), cosines
-  saturate at 1 and the class prototypes collapsed onto one direction; the relation MLP
-  has no such fixed point.
-* Box deltas are class-specific and conditioned on the prototype: for column k,
-  ``bbox_pred(x * (1 + tanh(G h_k)))``; ``G`` starts at zero (class-agnostic regression at
-  first); the loss reads only the column of a foreground RoI's class (u >= 1).
-* Meta losses (training only): a plain linear (K_w+1)-way classifier ``meta_cls`` (row 0
-  background) classifies every support crop's feature (Meta R-CNN's meta loss) and every
-  sampled query RoI by its dataset class, including objects of classes outside the
-  episode. Learned from scratch, the relational loss alone gives few labelled examples
-  per step (only episode classes are foreground) and the prototypes of different classes
-  stayed alike; this direct class signal makes the shared features discriminative as fast
-  as a plain detector's. Its rows are the predictor's class-shaped parameters (class
-  surgery: background row kept, base rows copied, novel rows initialised); inference never
-  uses it, so classes given only as supports are scored like any other.
+* RoI feature ``x`` and class prototype ``h_k`` (the same FC box head on the support box,
+  mean over shots) live in one space. The classifier weight of column k is
+  ``unit(g(h_k)) + W[c_k]``: ``g`` (D -> D, initialised to the identity) turns a prototype
+  into a unit-length weight, ``W`` holds a learned residual row per dataset class (zero
+  for a class the model has never been trained on, and after class surgery for novel
+  classes). Logits are ``scale * cos(x, weight)``; background is the row ``W[0]``. The
+  unit length keeps ``W``'s updates on the scale of the weight they correct (with a raw
+  ``g(h)`` of norm ~10, fine-tuning barely moved the novel weights).
+* So a class given only as support images is scored by ``g(h_k)`` alone (no training),
+  and fine-tuning starts from exactly that weight and learns its residual (its box deltas
+  start as the base classes' mean, as below).
+* Training drops each column's ``W`` row with probability ``prototype_only_prob``: those
+  columns must be recognised from the prototype alone, which is what teaches ``g`` (with
+  the rows always present, ``W`` fits the base classes and ``g`` learns nothing).
+* Box deltas are class-specific rows (u >= 1 only in the loss); a class beyond K_w
+  (added at inference) uses the mean of the class rows.
+
+A cosine score on raw prototypes saturated when the features were learned from scratch
+(ReLU features start nearly parallel); the siamese quick start therefore builds on a
+trained plain detector (``MODEL.SIAMESE.FREEZE_DETECTOR``) whose features already
+separate classes.
 """
 from __future__ import annotations
 
@@ -48,42 +48,56 @@ from .prototypes import Prototypes
 
 
 @ROI_BOX_PREDICTOR_REGISTRY.register()
-class SupportConditionedOutputLayers(nn.Module):
-    """Relation-scored (K+1)-way classifier and prototype-gated box regressor (module doc).
+class PrototypeCosineOutputLayers(nn.Module):
+    """Cosine (K+1)-way classifier with prototype-derived weights, class-specific deltas.
 
     Args:
         input_dim: D.
-        num_classes: K_w; the meta classifier has K_w + 1 rows.
-        relation_dim: E.
+        num_classes: K_w (rows of ``cls_score``: K_w + 1, background first).
+        scale: cosine temperature (MODEL.ROI_BOX_HEAD.COSINE_SCALE).
+        prototype_only_prob: training probability of scoring a column from its prototype
+            alone (MODEL.SIAMESE.PROTOTYPE_ONLY_PROB).
     """
 
-    def __init__(self, *, input_dim: int, num_classes: int, relation_dim: int = 128):
+    def __init__(self, *, input_dim: int, num_classes: int, scale: float = 20.0,
+                 prototype_only_prob: float = 0.5):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"MODEL.ROI_HEADS.NUM_CLASSES must be >= 1, got {num_classes}")
-        if relation_dim < 1:
-            raise ValueError(f"MODEL.SIAMESE.RELATION_DIM must be >= 1, got {relation_dim}")
+        if not 0 <= prototype_only_prob <= 1:
+            raise ValueError(f"MODEL.SIAMESE.PROTOTYPE_ONLY_PROB must be in [0, 1], got "
+                             f"{prototype_only_prob}")
+        if scale <= 0:
+            raise ValueError(f"MODEL.ROI_BOX_HEAD.COSINE_SCALE must be > 0, got {scale}")
         self.num_classes = num_classes
-        self.proj = nn.Linear(input_dim, relation_dim)
-        self.relation = nn.Sequential(nn.Linear(2 * relation_dim, relation_dim), nn.ReLU(),
-                                      nn.Linear(relation_dim, 1))
-        self.bg_score = nn.Linear(input_dim, 1)
-        self.meta_cls = nn.Linear(input_dim, num_classes + 1)
-        self.bbox_gate = nn.Linear(input_dim, input_dim)
-        self.bbox_pred = nn.Linear(input_dim, 4)
+        self.scale = scale
+        self.prototype_only_prob = prototype_only_prob
+        self.cls_score = nn.Linear(input_dim, num_classes + 1, bias=False)  # W
+        self.generator = nn.Linear(input_dim, input_dim)  # g
+        self.bbox_pred = nn.Linear(input_dim, 4 * num_classes)
         with torch.no_grad():
-            for layer in (self.bg_score, self.meta_cls, self.relation[2]):
-                nn.init.normal_(layer.weight, std=0.01)
-                nn.init.zeros_(layer.bias)
-            nn.init.zeros_(self.bbox_gate.weight)
-            nn.init.zeros_(self.bbox_gate.bias)
+            nn.init.normal_(self.cls_score.weight, std=0.01)
+            self.cls_score.weight[1:] = 0  # no class knowledge beyond the prototypes yet
+            nn.init.eye_(self.generator.weight)
+            nn.init.zeros_(self.generator.bias)
             nn.init.normal_(self.bbox_pred.weight, std=0.001)
             nn.init.zeros_(self.bbox_pred.bias)
 
     @classmethod
-    def from_config(cls, cfg, input_dim: int) -> "SupportConditionedOutputLayers":
+    def from_config(cls, cfg, input_dim: int) -> "PrototypeCosineOutputLayers":
         return cls(input_dim=input_dim, num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-                   relation_dim=cfg.MODEL.SIAMESE.RELATION_DIM)
+                   scale=cfg.MODEL.ROI_BOX_HEAD.COSINE_SCALE,
+                   prototype_only_prob=cfg.MODEL.SIAMESE.PROTOTYPE_ONLY_PROB)
+
+    def class_weights(self, head: Tensor, class_ids: Tensor) -> Tensor:
+        """Classifier weights of the columns: float [K, D] (module doc)."""
+        has_row = class_ids <= self.num_classes
+        rows = self.cls_score.weight[class_ids.clamp(max=self.num_classes)]
+        keep = has_row.to(rows.dtype)
+        if self.training and self.prototype_only_prob > 0:
+            drop = torch.rand(len(class_ids), device=rows.device) < self.prototype_only_prob
+            keep = keep * (~drop).to(rows.dtype)
+        return F.normalize(self.generator(head), dim=1, eps=1e-5) + rows * keep[:, None]
 
     def forward(self, x: Tensor, head: Tensor, class_ids: Tensor, valid: Tensor
                 ) -> Tuple[Tensor, Tensor]:
@@ -91,34 +105,23 @@ class SupportConditionedOutputLayers(nn.Module):
         Args:
             x: float [R_i, D], RoI features of one image.
             head: float [K, D], that image's class prototypes.
-            class_ids: int64 [K] dataset class of every column (unused: scores depend on
-                the prototypes only, so any class, known or new, is scored alike).
-            valid: bool [K]; invalid columns get logit -inf.
+            class_ids: int64 [K], the dataset class of every column.
+            valid: bool [K]; invalid columns (no prototype) get logit -inf.
         Returns:
             (class logits float [R_i, K+1], box deltas float [R_i, 4K])
         """
-        xp, hp = self.proj(x), self.proj(head)  # R_i, E / K, E
-        pair = torch.cat([xp[:, None] * hp[None], (xp[:, None] - hp[None]).abs()], dim=-1)
-        logits = torch.cat([self.bg_score(x), self.relation(pair).squeeze(-1)], dim=1)
+        weights = torch.cat([self.cls_score.weight[:1], self.class_weights(head, class_ids)])
+        logits = self.scale * (F.normalize(x, dim=1, eps=1e-5)
+                               @ F.normalize(weights, dim=1, eps=1e-5).t())
         if not bool(valid.all()):
             mask = torch.cat([valid.new_ones(1), valid])
             logits = logits.masked_fill(~mask[None], float("-inf"))
-        gate = 1 + torch.tanh(self.bbox_gate(head))  # K, D
-        deltas = self.bbox_pred(x[:, None, :] * gate[None])  # R_i, K, 4
+        per_class = self.bbox_pred(x).view(len(x), self.num_classes, 4)
+        fallback = per_class.mean(dim=1, keepdim=True).expand(-1, len(class_ids), -1)
+        has_row = (class_ids <= self.num_classes)[None, :, None]
+        deltas = torch.where(has_row, per_class[:, (class_ids - 1).clamp(max=self.num_classes - 1)],
+                             fallback)
         return logits, deltas.flatten(1)
-
-    def meta_loss(self, features: Tensor, labels: Tensor, *, foreground_only: bool) -> Tensor:
-        """Cross-entropy of the meta classifier.
-
-        Args:
-            features: float [M, D] support-crop or RoI features.
-            labels: int64 [M] dataset class ids (0 = background, RoIs only).
-            foreground_only: classify among the K_w classes only (support crops).
-        """
-        logits = self.meta_cls(features)
-        if foreground_only:
-            return F.cross_entropy(logits[:, 1:], labels - 1)
-        return F.cross_entropy(logits, labels)
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -126,15 +129,15 @@ class SiameseROIHeads(StandardROIHeads):
     """Standard ROI heads whose predictor is conditioned on class prototypes.
 
     Same constructor and config as ``StandardROIHeads``; the predictor must be
-    ``SupportConditionedOutputLayers`` (``MODEL.ROI_BOX_HEAD.PREDICTOR``).
+    ``PrototypeCosineOutputLayers`` (``MODEL.ROI_BOX_HEAD.PREDICTOR``).
     """
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> "SiameseROIHeads":
         heads = super().from_config(cfg, input_shape)
-        if not isinstance(heads.box_predictor, SupportConditionedOutputLayers):
+        if not isinstance(heads.box_predictor, PrototypeCosineOutputLayers):
             raise ValueError(f"MODEL.ROI_HEADS.NAME SiameseROIHeads needs MODEL.ROI_BOX_HEAD."
-                             f"PREDICTOR 'SupportConditionedOutputLayers', got "
+                             f"PREDICTOR 'PrototypeCosineOutputLayers', got "
                              f"{cfg.MODEL.ROI_BOX_HEAD.PREDICTOR!r}")
         return heads
 
@@ -149,11 +152,6 @@ class SiameseROIHeads(StandardROIHeads):
         """
         return self.box_head(self.pooler([features[f] for f in self.in_features], boxes))
 
-    def support_losses(self, support_features: Tensor, labels: Tensor) -> Dict[str, Tensor]:
-        """The meta loss of the support crops' features [M, D] (labels: class ids [M])."""
-        return {"loss_meta_support": self.box_predictor.meta_loss(
-            support_features, labels, foreground_only=True)}
-
     def forward(self, images: ImageList, features: Dict[str, Tensor], proposals: List[Tensor],
                 prototypes: Prototypes, targets: Optional[List[Dict[str, Tensor]]] = None
                 ) -> Tuple[List[Dict[str, Tensor]], Dict[str, Tensor]]:
@@ -163,9 +161,9 @@ class SiameseROIHeads(StandardROIHeads):
             prototypes: K columns per image.
             targets: training only, per image {"gt_boxes", "gt_labels"} with DATASET class
                 ids; boxes of classes outside the image's columns are background for the
-                (K+1)-way loss and labelled for the meta loss.
+                (K+1)-way loss.
         Returns:
-            training: ([], {"loss_cls", "loss_box_reg", "loss_meta_roi"});
+            training: ([], {"loss_cls", "loss_box_reg"});
             eval: (per image {"boxes", "scores", "labels" = dataset class ids}, {}).
         """
         if self.training:
@@ -177,11 +175,8 @@ class SiameseROIHeads(StandardROIHeads):
         x = self.box_head(self.pooler([features[f] for f in self.in_features], proposals))
         class_logits, deltas = self.predict(x, proposals, prototypes)
         if self.training:
-            losses = fast_rcnn_losses(class_logits, deltas, columns, gt_deltas,
-                                      smooth_l1_beta=self.smooth_l1_beta)
-            losses["loss_meta_roi"] = self.box_predictor.meta_loss(x, gt_labels,
-                                                                   foreground_only=False)
-            return [], losses
+            return [], fast_rcnn_losses(class_logits, deltas, columns, gt_deltas,
+                                        smooth_l1_beta=self.smooth_l1_beta)
         detections = fast_rcnn_inference(
             class_logits, deltas, proposals, images.image_sizes, box_coder=self.box_coder,
             score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,

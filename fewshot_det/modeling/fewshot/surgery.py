@@ -25,7 +25,7 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 PREDICTOR = "roi_heads.box_predictor."
-INITS = ("normal", "zeros", "constant")
+INITS = ("normal", "zeros", "constant", "source_mean")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class ClassRows:
         key: its state-dict name.
         rows_per_class: rows of one class (4 for class-specific box deltas).
         leading_rows: rows kept as they are before the class rows (1 = background).
-        init: how new rows start: "normal" (std), "zeros" or "constant" (value).
+        init: how new rows start: "normal" (std), "zeros", "constant" (value) or
+        "source_mean" (the mean of the copied classes' rows; zeros when none is copied).
         std, value: parameters of the initialisation.
     """
 
@@ -127,13 +128,19 @@ def remap_class_rows(tensor: Tensor, rows: ClassRows, src_index: Sequence[Option
     for k, src in enumerate(src_index):
         if src is not None:
             body[k] = src_body[src]  # a view of ``out``: writes the class's rows
+    copied = [src for src in src_index if src is not None]
+    if rows.init == "source_mean" and copied:
+        mean = src_body[copied].mean(dim=0)
+        for k, src in enumerate(src_index):
+            if src is None:
+                body[k] = mean
     return out
 
 
 def _initial(shape, rows: ClassRows, generator) -> Tensor:
     if rows.init == "normal":
         return torch.randn(shape, generator=generator) * rows.std
-    if rows.init == "zeros":
+    if rows.init in ("zeros", "source_mean"):
         return torch.zeros(shape)
     if rows.init == "constant":
         return torch.full(shape, float(rows.value))
@@ -211,11 +218,14 @@ def rcnn_class_rows(state_dict: Dict[str, Tensor], num_classes: int) -> List[Cla
 
 @register_surgery("SiameseRCNN")
 def siamese_class_rows(state_dict: Dict[str, Tensor], num_classes: int) -> List[ClassRows]:
-    """Siamese R-CNN: the (K+1)-way meta classifier (training-only, background row kept) and
-    the prototype bank (an empty row = no prototype until supports or fine-tuning
-    episodes give one)."""
-    return [ClassRows(PREDICTOR + "meta_cls.weight", leading_rows=1, std=0.01),
-            ClassRows(PREDICTOR + "meta_cls.bias", leading_rows=1, init="zeros"),
+    """Siamese R-CNN: the predictor's class rows (background kept; a new class's residual
+    row starts at zero, so its weight is exactly the one its support prototype gives),
+    its box deltas (a new class starts from the mean of the copied classes' deltas, the
+    regression a class given only as supports gets), and the prototype bank (an empty row = no prototype until supports or
+    fine-tuning episodes give one)."""
+    return [ClassRows(PREDICTOR + "cls_score.weight", leading_rows=1, init="zeros"),
+            ClassRows(PREDICTOR + "bbox_pred.weight", rows_per_class=4, init="source_mean"),
+            ClassRows(PREDICTOR + "bbox_pred.bias", rows_per_class=4, init="source_mean"),
             ClassRows("prototype_bank.rpn", init="zeros"),
             ClassRows("prototype_bank.head", init="zeros"),
             ClassRows("prototype_bank.count", init="zeros")]

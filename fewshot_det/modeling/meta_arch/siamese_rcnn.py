@@ -14,27 +14,31 @@ Where the prototypes come from:
 
 * training: every query dict carries its episode (``"supports"``, made by
   ``data.episodes.EpisodicMapper``: set ``FEWSHOT.EPISODE.ENABLED``); gradients flow through
-  both branches. Every episode's prototypes update the running ``prototype_bank``
+  both branches (unless ``freeze_detector``). Every episode's prototypes update the
+  running ``prototype_bank``
   (detached), which saves with the model. With ``bank_columns`` each image then also gets
   every other class of the bank as a column (detached prototypes, memory-bank negatives),
   so the heads learn to rank a RoI among all known classes, as at inference, instead of
-  among the N of an episode; objects of classes without a column are background (the
-  heads' meta losses still see their classes);
+  among the N of an episode; objects of classes without a column are background;
 * inference: a query dict that carries ``"supports"`` is detected against them
   (recomputed); otherwise the cached bank is used: columns 1..K in class-id order, a class
   without a prototype is never detected. ``set_supports`` encodes a support set once and
   writes it into the bank (``save_prototypes`` / ``load_prototypes`` move it to a file), so
   a detection costs one query forward.
 
-Normalisation: the quick-start siamese configs use GroupNorm (no batch statistics), so a
-support crop's prototype does not depend on which other crops or queries share its batch,
-in training or at inference. With trainable batch norm (``NORM: BN``) the supports go
-through the backbone in their own batch: in training they are normalised with their own
-statistics, and both branches update the running statistics used at inference.
+Base training in two stages (``MODEL.SIAMESE.FREEZE_DETECTOR``): a plain Faster R-CNN is
+trained first (the same run as the TFA baseline's base model), then the siamese model
+starts from its weights with the detector frozen (backbone, RPN conv / objectness / deltas,
+box head: parameters fixed and kept in eval mode, so batch norm uses its running
+statistics for queries and supports alike) and learns only the conditioning: the
+attention RPN's correlation and the predictor's prototype-to-weight map and class rows.
+Trained jointly from scratch, the episodic losses left the shared features far weaker than
+the plain detector's (34 vs 67 bAP50 on the synthetic benchmark, BENCHMARKS.md).
+Fine-tuning then unfreezes everything above ``FREEZE_AT``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -58,14 +62,23 @@ class SiameseRCNN(GeneralizedRCNN):
             ``forward(images, features, prototypes, targets)``).
         roi_heads: support-conditioned (``SiameseROIHeads``).
         prototype_momentum: of the running prototype bank (MODEL.SIAMESE.PROTOTYPE_MOMENTUM).
-        meta_loss_weight: of the heads' support losses (MODEL.SIAMESE.META_LOSS_WEIGHT).
+        freeze_detector: train only the conditioning modules (module doc;
+            MODEL.SIAMESE.FREEZE_DETECTOR).
+        norm_eval: keep every batch-norm layer in eval mode in training (running statistics,
+            not updated: fine-tuning batches of a few images and support crops would
+            otherwise overwrite them; MODEL.SIAMESE.NORM_EVAL).
+        train_prototypes: "episode" (each image's own episode prototypes score its
+            episode columns) or "bank" (every column scored with the running bank, as at
+            inference; the episodes only update the bank: fine-tuning, where a 1-shot
+            episode prototype is noise around the K-shot mean; MODEL.SIAMESE.TRAIN_PROTOTYPES).
         bank_columns: add the bank's other classes as columns in training
             (MODEL.SIAMESE.BANK_COLUMNS).
     """
 
     def __init__(self, *, backbone: Backbone, proposal_generator: nn.Module,
                  roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float],
-                 prototype_momentum: float = 0.99, meta_loss_weight: float = 1.0,
+                 prototype_momentum: float = 0.99, freeze_detector: bool = False,
+                 norm_eval: bool = False, train_prototypes: str = "episode",
                  bank_columns: bool = True):
         super().__init__(backbone=backbone, proposal_generator=proposal_generator,
                          roi_heads=roi_heads, pixel_mean=pixel_mean, pixel_std=pixel_std)
@@ -83,15 +96,43 @@ class SiameseRCNN(GeneralizedRCNN):
             channels=shapes[proposal_generator.in_features[0]].channels,
             head_dim=roi_heads.box_head.output_size)
         self.prototype_momentum = prototype_momentum
-        self.meta_loss_weight = meta_loss_weight
+        self.freeze_detector = freeze_detector
+        self.norm_eval = norm_eval
+        if train_prototypes not in ("episode", "bank"):
+            raise ValueError(f"MODEL.SIAMESE.TRAIN_PROTOTYPES must be 'episode' or 'bank', got "
+                             f"{train_prototypes!r}")
+        self.train_prototypes = train_prototypes
         self.bank_columns = bank_columns
+        if freeze_detector:
+            for module in self.frozen_modules():
+                module.requires_grad_(False)
+            self.train(self.training)
 
     @classmethod
     def from_config(cls, cfg) -> "SiameseRCNN":
         return cls(**cls.components_from_config(cfg),
                    prototype_momentum=cfg.MODEL.SIAMESE.PROTOTYPE_MOMENTUM,
-                   meta_loss_weight=cfg.MODEL.SIAMESE.META_LOSS_WEIGHT,
+                   freeze_detector=cfg.MODEL.SIAMESE.FREEZE_DETECTOR,
+                   norm_eval=cfg.MODEL.SIAMESE.NORM_EVAL,
+                   train_prototypes=cfg.MODEL.SIAMESE.TRAIN_PROTOTYPES,
                    bank_columns=cfg.MODEL.SIAMESE.BANK_COLUMNS)
+
+    def frozen_modules(self) -> List[nn.Module]:
+        """The plain detector's modules, fixed when ``freeze_detector``."""
+        return [self.backbone, self.proposal_generator.head, self.roi_heads.box_head]
+
+    def train(self, mode: bool = True) -> "SiameseRCNN":
+        super().train(mode)
+        if not mode:
+            return self
+        if getattr(self, "freeze_detector", False):
+            for module in self.frozen_modules():
+                module.eval()  # batch norm: running statistics, never updated
+        if getattr(self, "norm_eval", False):
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     # ------------------------------------------------------------------ supports
     def encode_supports(self, images: Tensor, boxes: Tensor):
@@ -115,14 +156,7 @@ class SiameseRCNN(GeneralizedRCNN):
 
     def episode_prototypes(self, batch: List[dict]) -> Prototypes:
         """Prototypes of every query's own ``"supports"`` (all crops in one backbone pass)."""
-        return self.encode_episodes(batch)[0]
-
-    def encode_episodes(self, batch: List[dict]):
-        """Prototypes of every query's own supports, and the per-crop head features.
-
-        Returns:
-            (Prototypes, float [M, D] head feature of every crop, int64 [M] crop labels)
-        """
+        supports = [item.get("supports") for item in batch]
         supports = [item.get("supports") for item in batch]
         if any(s is None for s in supports):
             raise ValueError("SiameseRCNN needs support examples with every training image: "
@@ -142,10 +176,8 @@ class SiameseRCNN(GeneralizedRCNN):
             parts["head"].append(average_shots(h, labels, ids))
             parts["ids"].append(ids)
         ids = torch.stack(parts["ids"])
-        labels = torch.cat([s["labels"] for s in supports]).to(self.device)
         return Prototypes(rpn=torch.stack(parts["rpn"]), head=torch.stack(parts["head"]),
-                          class_ids=ids, valid=torch.ones_like(ids, dtype=torch.bool)), \
-            head, labels
+                          class_ids=ids, valid=torch.ones_like(ids, dtype=torch.bool))
 
     @torch.no_grad()
     def set_supports(self, images: Tensor, boxes: Tensor, labels: Tensor) -> List[int]:
@@ -189,15 +221,17 @@ class SiameseRCNN(GeneralizedRCNN):
         self.prototype_bank.grow(len(state["count"]))
         self.prototype_bank.load_state_dict(state)
 
-    def inference_prototypes(self, batch: List[dict]) -> Prototypes:
-        """The queries' own supports when every item has them, else the bank."""
+    def inference_prototypes(self, batch: List[dict],
+                             class_ids: Optional[Sequence[int]] = None) -> Prototypes:
+        """The queries' own supports when every item has them, else the bank (all its
+        classes, or ``class_ids`` only)."""
         if all("supports" in item for item in batch):
             return self.episode_prototypes(batch)
         if not bool((self.prototype_bank.count > 0).any()):
             raise ValueError("SiameseRCNN has no class prototypes: load trained weights, call "
                              "set_supports(...) (Predictor(..., supports=...)), or pass "
                              "'supports' with every image")
-        return self.prototype_bank.prototypes(len(batch))
+        return self.prototype_bank.prototypes(len(batch), class_ids)
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
@@ -208,7 +242,7 @@ class SiameseRCNN(GeneralizedRCNN):
                 "class_ids" [K]} (optional at inference).
         Returns:
             training: {"loss_rpn_cls", "loss_rpn_prior", "loss_rpn_loc", "loss_cls",
-                "loss_box_reg", "loss_meta_roi", "loss_meta_support"};
+                "loss_box_reg"};
             eval: per image {"boxes" [D_i, 4] original pixels, "scores", "labels" class ids}.
         """
         images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
@@ -219,27 +253,26 @@ class SiameseRCNN(GeneralizedRCNN):
             proposals, _ = self.proposal_generator(images, features, prototypes)
             detections, _ = self.roi_heads(images, features, proposals, prototypes)
             return rescale_detections(detections, batch, images.image_sizes)
-        prototypes, crop_features, crop_labels = self.encode_episodes(batch)
+        prototypes = self.episode_prototypes(batch)
         targets = prepare_targets(batch, self.roi_heads.num_classes, self.device)
         self.prototype_bank.update(prototypes.class_ids.flatten(), prototypes.rpn.flatten(0, 1),
                                    prototypes.head.flatten(0, 1), self.prototype_momentum)
-        if self.bank_columns:
+        if self.train_prototypes == "bank":
+            known = torch.nonzero(self.prototype_bank.count > 0).squeeze(1) + 1
+            prototypes = self.prototype_bank.prototypes(len(batch), known)
+        elif self.bank_columns:
             prototypes = with_bank_columns(prototypes, self.prototype_bank)
         proposals, proposal_losses = self.proposal_generator(images, features, prototypes,
                                                              targets)
         _, detector_losses = self.roi_heads(images, features, proposals, prototypes, targets)
-        losses = {**proposal_losses, **detector_losses,
-                  **self.roi_heads.support_losses(crop_features, crop_labels)}
-        for key in [k for k in losses if k.startswith("loss_meta")]:
-            if self.meta_loss_weight > 0:
-                losses[key] = losses[key] * self.meta_loss_weight
-            else:
-                del losses[key]
-        return losses
+        return {**proposal_losses, **detector_losses}
 
     @torch.no_grad()
-    def propose(self, batch: List[dict]) -> List[Tensor]:
-        """Proposals of every image (eval mode), in resized-image pixels.
+    def propose(self, batch: List[dict], class_ids: Optional[Sequence[int]] = None
+                ) -> List[Tensor]:
+        """Proposals of every image (eval mode), in resized-image pixels, conditioned on the
+        bank's prototypes of ``class_ids`` (default: every known class) or on the batch's
+        own supports.
 
         Returns:
             per image float [P, 4] XYXY, by decreasing merged objectness.
@@ -247,7 +280,8 @@ class SiameseRCNN(GeneralizedRCNN):
         images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
                                    self.pixel_std, self.backbone.size_divisibility)
         features = self.backbone(images.tensors)
-        return self.proposal_generator(images, features, self.inference_prototypes(batch))[0]
+        prototypes = self.inference_prototypes(batch, class_ids)
+        return self.proposal_generator(images, features, prototypes)[0]
 
 
 def with_bank_columns(prototypes: Prototypes, bank: PrototypeBank) -> Prototypes:

@@ -19,7 +19,7 @@ POOLER_TYPES = {"ROIAlign": False, "ROIAlignV2": True}  # name -> aligned (half-
 
 
 def assign_levels(boxes: Tensor, min_level: int, max_level: int,
-                  canonical_box_size: int = 224, canonical_level: int = 4) -> Tensor:
+                  canonical_box_size: float = 224, canonical_level: int = 4) -> Tensor:
     """Pyramid level (0-based from ``min_level``) of every box.
 
     Args:
@@ -41,10 +41,12 @@ class ROIPooler(nn.Module):
         strides: stride of each level, finest first, consecutive powers of two.
         sampling_ratio: sampling points per bin side (0 = adaptive).
         aligned: half-pixel offset (True: detectron2's ROIAlignV2; False: torchvision).
+        canonical_box_size: a box of this side (input pixels) is pooled from level 4 (P4);
+            224 (FPN paper) suits ~800-px inputs; scale it with the input size.
     """
 
     def __init__(self, *, output_size: int, strides: Sequence[int], sampling_ratio: int = 0,
-                 aligned: bool = True):
+                 aligned: bool = True, canonical_box_size: float = 224):
         super().__init__()
         levels = [math.log2(s) for s in strides]
         first = int(levels[0])
@@ -56,6 +58,10 @@ class ROIPooler(nn.Module):
         self.min_level, self.max_level = first, first + len(levels) - 1
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
+        if canonical_box_size <= 0:
+            raise ValueError(f"MODEL.ROI_BOX_HEAD.POOLER_CANONICAL_BOX_SIZE must be > 0, got "
+                             f"{canonical_box_size}")
+        self.canonical_box_size = canonical_box_size
 
     def forward(self, features: List[Tensor], boxes: List[Tensor]) -> Tensor:
         """
@@ -68,7 +74,8 @@ class ROIPooler(nn.Module):
         rois = _rois_with_batch_index(boxes)
         if len(features) == 1:
             return self._align(features[0], rois, self.scales[0])
-        levels = assign_levels(rois[:, 1:], self.min_level, self.max_level)
+        levels = assign_levels(rois[:, 1:], self.min_level, self.max_level,
+                               canonical_box_size=self.canonical_box_size)
         out = features[0].new_zeros((len(rois), features[0].shape[1]) + self.output_size)
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             idx = torch.nonzero(levels == level).squeeze(1)

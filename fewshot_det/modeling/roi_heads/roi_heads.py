@@ -84,7 +84,8 @@ class StandardROIHeads(nn.Module):
         pooler = ROIPooler(output_size=h.POOLER_RESOLUTION,
                            strides=[input_shape[f].stride for f in in_features],
                            sampling_ratio=h.POOLER_SAMPLING_RATIO,
-                           aligned=POOLER_TYPES[h.POOLER_TYPE])
+                           aligned=POOLER_TYPES[h.POOLER_TYPE],
+                           canonical_box_size=h.POOLER_CANONICAL_BOX_SIZE)
         box_head = FastRCNNFCHead(input_size=channels.pop() * h.POOLER_RESOLUTION ** 2,
                                   num_fc=h.NUM_FC, fc_dim=h.FC_DIM)
         predictor_cls = lookup(ROI_BOX_PREDICTOR_REGISTRY, h.PREDICTOR,
