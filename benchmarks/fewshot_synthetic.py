@@ -19,8 +19,8 @@ Stages (each skipped when its outputs exist, so an interrupted run continues):
    base) and the attention RPN (siamese base + K-shot novel supports; and fine-tuned);
 4. OUTPUT/fewshot_synthetic.md (the tables, mean ± 95 % CI over seeds) and .json.
 
-Duration on 2 quiet CPU cores with the defaults: about 1.5 hours (siamese base ~20 min,
-TFA base ~12 min, then ~6 min per (K, seed) for all methods). Trailing KEY VALUE overrides
+Duration on 2 quiet CPU cores with the defaults: about 1.2 hours (plain / TFA base ~14 min,
+the siamese episodic stage ~3 min, then ~5 min per (K, seed) for all methods). Trailing KEY VALUE overrides
 apply to every stage (e.g. a smaller dataset for a smoke test).
 """
 from __future__ import annotations

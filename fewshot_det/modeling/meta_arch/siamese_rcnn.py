@@ -253,7 +253,8 @@ class SiameseRCNN(GeneralizedRCNN):
             proposals, _ = self.proposal_generator(images, features, prototypes)
             detections, _ = self.roi_heads(images, features, proposals, prototypes)
             return rescale_detections(detections, batch, images.image_sizes)
-        prototypes = self.episode_prototypes(batch)
+        with torch.set_grad_enabled(self.train_prototypes == "episode"):
+            prototypes = self.episode_prototypes(batch)  # "bank": only updates the bank
         targets = prepare_targets(batch, self.roi_heads.num_classes, self.device)
         self.prototype_bank.update(prototypes.class_ids.flatten(), prototypes.rpn.flatten(0, 1),
                                    prototypes.head.flatten(0, 1), self.prototype_momentum)
