@@ -128,6 +128,10 @@ class PrototypeBank(nn.Module):
         self.head[rows] = head.detach().float()
         self.count[rows] = 1
 
+    def known_classes(self) -> Tensor:
+        """int64 [K_known]: the class ids (1..K) that have a prototype."""
+        return torch.nonzero(self.count > 0).squeeze(1) + 1
+
     def prototypes(self, num_images: int, class_ids: Optional[Sequence[int]] = None
                    ) -> Prototypes:
         """Columns 1..K (or ``class_ids``) of the bank, repeated for ``num_images`` images."""

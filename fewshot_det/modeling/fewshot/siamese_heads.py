@@ -41,7 +41,7 @@ from torchvision.models.detection.image_list import ImageList
 from ..backbone import ShapeSpec
 from ..losses import fast_rcnn_losses
 from ..registry import ROI_BOX_PREDICTOR_REGISTRY, ROI_HEADS_REGISTRY
-from ..roi_heads.fast_rcnn import fast_rcnn_inference
+from ..roi_heads.fast_rcnn import cosine_logits, fast_rcnn_inference
 from ..roi_heads.roi_heads import StandardROIHeads
 from ..utils import upcast
 from .prototypes import Prototypes
@@ -111,16 +111,14 @@ class PrototypeCosineOutputLayers(nn.Module):
             (class logits float [R_i, K+1], box deltas float [R_i, 4K])
         """
         weights = torch.cat([self.cls_score.weight[:1], self.class_weights(head, class_ids)])
-        logits = self.scale * (F.normalize(x, dim=1, eps=1e-5)
-                               @ F.normalize(weights, dim=1, eps=1e-5).t())
+        logits = cosine_logits(x, weights, self.scale)
         if not bool(valid.all()):
             mask = torch.cat([valid.new_ones(1), valid])
             logits = logits.masked_fill(~mask[None], float("-inf"))
         per_class = self.bbox_pred(x).view(len(x), self.num_classes, 4)
-        fallback = per_class.mean(dim=1, keepdim=True).expand(-1, len(class_ids), -1)
+        rows = (class_ids - 1).clamp(max=self.num_classes - 1)
         has_row = (class_ids <= self.num_classes)[None, :, None]
-        deltas = torch.where(has_row, per_class[:, (class_ids - 1).clamp(max=self.num_classes - 1)],
-                             fallback)
+        deltas = torch.where(has_row, per_class[:, rows], per_class.mean(dim=1, keepdim=True))
         return logits, deltas.flatten(1)
 
 

@@ -106,7 +106,7 @@ class SiameseRCNN(GeneralizedRCNN):
         if freeze_detector:
             for module in self.frozen_modules():
                 module.requires_grad_(False)
-            self.train(self.training)
+        self.train(self.training)  # applies freeze_detector / norm_eval to the modes
 
     @classmethod
     def from_config(cls, cfg) -> "SiameseRCNN":
@@ -125,10 +125,10 @@ class SiameseRCNN(GeneralizedRCNN):
         super().train(mode)
         if not mode:
             return self
-        if getattr(self, "freeze_detector", False):
+        if self.freeze_detector:
             for module in self.frozen_modules():
                 module.eval()  # batch norm: running statistics, never updated
-        if getattr(self, "norm_eval", False):
+        if self.norm_eval:
             for module in self.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
@@ -227,7 +227,7 @@ class SiameseRCNN(GeneralizedRCNN):
         classes, or ``class_ids`` only)."""
         if all("supports" in item for item in batch):
             return self.episode_prototypes(batch)
-        if not bool((self.prototype_bank.count > 0).any()):
+        if not len(self.prototype_bank.known_classes()):
             raise ValueError("SiameseRCNN has no class prototypes: load trained weights, call "
                              "set_supports(...) (Predictor(..., supports=...)), or pass "
                              "'supports' with every image")
@@ -259,8 +259,8 @@ class SiameseRCNN(GeneralizedRCNN):
         self.prototype_bank.update(prototypes.class_ids.flatten(), prototypes.rpn.flatten(0, 1),
                                    prototypes.head.flatten(0, 1), self.prototype_momentum)
         if self.train_prototypes == "bank":
-            known = torch.nonzero(self.prototype_bank.count > 0).squeeze(1) + 1
-            prototypes = self.prototype_bank.prototypes(len(batch), known)
+            prototypes = self.prototype_bank.prototypes(
+                len(batch), self.prototype_bank.known_classes())
         elif self.bank_columns:
             prototypes = with_bank_columns(prototypes, self.prototype_bank)
         proposals, proposal_losses = self.proposal_generator(images, features, prototypes,
@@ -297,7 +297,7 @@ def with_bank_columns(prototypes: Prototypes, bank: PrototypeBank) -> Prototypes
     Returns:
         Prototypes with K_b >= K columns per image.
     """
-    known = torch.nonzero(bank.count > 0).squeeze(1) + 1  # class ids
+    known = bank.known_classes()
     rpn, head, ids = [], [], []
     for i in range(len(prototypes.class_ids)):
         own = prototypes.class_ids[i]

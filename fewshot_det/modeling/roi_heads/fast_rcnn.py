@@ -89,10 +89,14 @@ class CosineSimOutputLayers(FastRCNNOutputLayers):
                    cls_agnostic_bbox_reg=h.CLS_AGNOSTIC_BBOX_REG, scale=h.COSINE_SCALE)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        x_norm = x / (x.norm(dim=1, keepdim=True) + 1e-5)
-        w = self.cls_score.weight
-        w_norm = w / (w.norm(dim=1, keepdim=True) + 1e-5)
-        return self.scale * (x_norm @ w_norm.t()), self.bbox_pred(x)
+        return cosine_logits(x, self.cls_score.weight, self.scale), self.bbox_pred(x)
+
+
+def cosine_logits(x: Tensor, weights: Tensor, scale) -> Tensor:
+    """``scale * cos(x_r, w_k)`` for every row pair: x [R, D], weights [K, D] -> [R, K]."""
+    x_norm = x / (x.norm(dim=1, keepdim=True) + 1e-5)
+    w_norm = weights / (weights.norm(dim=1, keepdim=True) + 1e-5)
+    return scale * (x_norm @ w_norm.t())
 
 
 def fast_rcnn_inference(pred_class_logits: Tensor, pred_proposal_deltas: Tensor,
