@@ -103,6 +103,10 @@ _C.MODEL.RPN.SMOOTH_L1_BETA = 1.0 / 9
 _C.MODEL.RPN.LOSS_WEIGHT = 1.0
 # Weights (wx, wy, ww, wh) of the anchor box coder.
 _C.MODEL.RPN.BBOX_REG_WEIGHTS = [1.0, 1.0, 1.0, 1.0]
+# AttentionRPN only: width of the small network that scores query-support correlations,
+# and the side of the support kernel correlated with every query level
+_C.MODEL.RPN.ATTENTION_DIM = 64
+_C.MODEL.RPN.ATTENTION_KERNEL = 3
 
 _C.MODEL.ROI_HEADS = CN()
 _C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"

@@ -40,17 +40,30 @@ def test_attention_rpn_always_samples_other_class_objects_as_negatives():
 def test_attention_rpn_scores_every_column_and_merges():
     model = tiny_model().eval()
     rpn = model.proposal_generator
-    hidden = [torch.rand(2, 16, 5, 6)]
-    protos = torch.rand(2, 4, 1, 16)
-    logits = rpn.class_logits(hidden, protos)[0]
+    k = rpn.kernel_size
+    features = [torch.rand(2, 16, 5, 6)]
+    protos = torch.rand(2, 4, 1, 16 * k * k)
+    logits = rpn.class_logits(features, protos)[0]
     assert logits.shape == (2, 4 * rpn.anchor_generator.num_anchors, 5, 6)
-    # the folded 1x1 conv equals the explicit correlation t * q followed by cls_logits
+    # the folded first conv equals the explicit per-channel correlation of the normalised
+    # query patch with the normalised support kernel, then the scorer
+    from torch.nn import functional as F
+
     from fewshot_det.modeling.fewshot import rms_normalize
 
-    q = rms_normalize(protos[1, 2, 0])
-    explicit = rpn.attn_logits(hidden[0][1:2] * q[None, :, None, None])
+    q = rms_normalize(protos[1, 2, 0]).view(16, k * k)
+    patches = rms_normalize(F.unfold(features[0][1:2], k, padding=k // 2)[0].T).T  # E, H*W
+    corr = (patches.view(16, k * k, -1) * q[:, :, None]).sum(1).view(1, 16, 5, 6)
+    explicit = rpn.attention(corr)
     a = rpn.anchor_generator.num_anchors
-    torch.testing.assert_close(logits[1:2, 2 * a:3 * a], explicit, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits[1:2, 2 * a:3 * a], explicit, rtol=1e-4, atol=1e-5)
+
+
+def test_support_kernels_come_from_the_natural_level():
+    rpn = tiny_model().proposal_generator
+    sizes = [s[0] for s in rpn.anchor_generator.sizes]
+    boxes = torch.tensor([[0.0, 0.0, sizes[0], sizes[0]], [0.0, 0.0, sizes[-1], sizes[-1]]])
+    assert rpn.natural_level(boxes).tolist() == [0, len(sizes) - 1]
 
 
 def _episode_batch(ways=4):
@@ -122,7 +135,7 @@ def test_frozen_detector_trains_only_the_conditioning():
     sum(model(_episode_batch()).values()).backward()
     trained = sorted({n.split(".")[0] + "." + n.split(".")[1]
                       for n, p in model.named_parameters() if p.grad is not None})
-    assert trained == ["proposal_generator.attn_logits", "roi_heads.box_predictor"]
+    assert trained == ["proposal_generator.attention", "roi_heads.box_predictor"]
     assert torch.equal(bn.running_mean, stats)  # batch norm in eval mode: not updated
 
 

@@ -1,36 +1,52 @@
 """Attention RPN: objectness conditioned on the support, for K classes at once.
 
 Shape glossary: N images, K class columns, L levels, A anchors per cell, C channels,
-H/W feature height/width, R = sum over levels of H*W*A anchors, M support crops.
+k support kernel side, E = C*k*k, D scorer width, H/W feature height/width,
+R = sum over levels of H*W*A anchors, M support crops.
 
 Design (Attention-RPN of Fan et al. 2020, generalised from its 2-way episodes to K columns):
 
-1. Query and support share the RPN's 3x3 conv + ReLU (the siamese branch): ``t_l`` is the
-   query's hidden feature of level l, ``q_{k,l}`` the support prototype of class k at the
-   same level (the hidden feature averaged inside the support box, then RMS-normalised).
-2. Depth-wise (1x1-kernel) correlation = channel attention: ``t_l * q_{k,l}``, then a 1x1
-   conv (``attn_logits``) gives A logits per cell for class k. The conv is linear, so it is
-   folded into per-class weights ``W * q_{k,l}`` and evaluated as one batched matrix
-   product (no [N, K, C, H, W] tensor).
-3. Objectness of column k = ``cls_logits(t)`` (a shared prior) + the attention logits of
-   step 2. The prior is also trained class-agnostically on every GT box (all classes of the
-   query), as a plain RPN; learned from scratch, the correlation alone gave half the plain
-   RPN's recall. Box deltas are class-agnostic (from ``t_l``), trained on every GT box.
+1. Query and support share the backbone (the siamese branch). The support kernel
+   ``q_k`` of class k is the support box's FPN feature RoIAligned to k x k at the box's
+   natural level (anchor size closest to the box), and is correlated with every query
+   level: FPN levels are scale-normalised, so an object seen at its own level looks alike
+   whatever its size. ``p`` is the query's k x k patch around a cell. Both are
+   RMS-normalised, so the correlation measures similarity, not feature magnitude.
+2. Depth-wise correlation ``r_c = sum_j p[c, j] * q_k[c, j]`` (per channel c, over the
+   k x k positions j; SiamRPN++ style, k = 1 is Attention-RPN's channel attention),
+   scored by a small network: 1x1 conv to D channels, ReLU, 1x1 conv to A logits per
+   cell. The first conv is linear, so it is folded into per-class weights
+   ``W[d, c] * q_k[c, j]`` and evaluated as one batched matrix product with the unfolded
+   query patches (no [N, K, C, H, W] tensor).
+   History (BENCHMARKS.md): a linear score of the raw correlation of the RPN's hidden
+   features learned "every object is a negative" and could not tell classes apart. How
+   much class identity the features carry bounds what this step can do:
+   ``benchmarks/rpn_feature_probe.py`` measures it.
+3. Objectness of column k = the plain RPN head's logit (a shared prior) + the attention
+   logit of step 2. The prior is also trained class-agnostically on every GT box (all
+   classes of the query), as a plain RPN; learned from scratch, the correlation alone gave
+   half the plain RPN's recall. Box deltas are class-agnostic (from the RPN head), trained
+   on every GT box.
 4. Proposals are merged across classes: an anchor's score is its best column's logit, then
-   the usual per-level top-k, NMS and per-image top-k.
+   the usual per-level top-k and per-image top-k; NMS keeps the box of best prior in each
+   cluster (quality-guided, ``find_top_proposals``): the prior was trained on box overlap
+   alone, and ranking boxes by the class score inside a cluster lost localisation
+   (novel AR@1000 0.467 vs the plain RPN's 0.486).
 5. Per-column loss: an anchor is positive for column k if it matches (IoU >= 0.7, or best
    anchor) a GT box of column k's class, negative below 0.3 with those boxes. Each
-   (image, column) samples ``batch_size_per_image`` anchors, and every anchor matching an
-   object of another class is added as a negative: the attention must tell the support's
-   class from other objects. Sampled at random, those hard negatives were a handful among
-   background anchors the prior already rejects, and the correlation weights barely moved
-   from their initialisation.
+   (image, column) samples ``batch_size_per_image`` anchors, plus as many anchors matching
+   objects of other classes (hard negatives) as it has positives: the attention must tell
+   the support's class from other objects. Sampled at random, hard negatives were a handful
+   among background anchors the prior already rejects (the correlation never left its
+   initialisation); all of them (most objects belong to other columns) taught the
+   correlation to push every object down, below background, which cost the merged
+   ranking (R50@5 0.41 vs 0.59 for the plain RPN). Balanced, a correlation that cannot
+   tell classes apart stays near zero and leaves the prior's ranking as it is.
 
-Parameter names of the plain RPN are kept (``head.conv``, ``head.cls_logits``,
-``head.bbox_pred``), so a plain RPN checkpoint initialises all but ``attn_logits``.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -48,8 +64,6 @@ from ..sampling import match_boxes, subsample_labels
 from ..utils import upcast
 from .prototypes import Prototypes
 
-SUPPORT_POOL = 4  # support boxes are average-pooled from a 4x4 RoIAlign grid
-
 
 def rms_normalize(x: Tensor, eps: float = 1e-6) -> Tensor:
     """``x`` divided by the root mean square of its last dimension."""
@@ -58,57 +72,101 @@ def rms_normalize(x: Tensor, eps: float = 1e-6) -> Tensor:
 
 @PROPOSAL_GENERATOR_REGISTRY.register()
 class AttentionRPN(RPN):
-    """Support-conditioned RPN (module doc). Same constructor and config as ``RPN``."""
+    """Support-conditioned RPN (module doc).
 
-    def __init__(self, **kwargs):
+    Args:
+        attention_dim: hidden width D of the correlation scorer (MODEL.RPN.ATTENTION_DIM).
+        kernel_size: side k of the support kernel (MODEL.RPN.ATTENTION_KERNEL).
+        kwargs: as ``RPN``.
+    """
+
+    def __init__(self, *, attention_dim: int = 64, kernel_size: int = 3, **kwargs):
         super().__init__(**kwargs)
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"MODEL.RPN.ATTENTION_KERNEL must be odd and >= 1, got {kernel_size}")
+        self.kernel_size = kernel_size
         cls_logits = self.head.cls_logits
-        self.attn_logits = nn.Conv2d(cls_logits.in_channels, cls_logits.out_channels, 1)
-        nn.init.normal_(self.attn_logits.weight, std=0.01)
-        nn.init.constant_(self.attn_logits.bias, 0)
+        self.attention = nn.Sequential(
+            nn.Conv2d(cls_logits.in_channels, attention_dim, 1), nn.ReLU(),
+            nn.Conv2d(attention_dim, cls_logits.out_channels, 1))
+        # The hidden conv keeps PyTorch's default init: with both layers at std 0.01 (the
+        # RPN's init) the scorer's gradients vanished and it never left zero.
+        nn.init.normal_(self.attention[2].weight, std=0.01)
+        nn.init.constant_(self.attention[2].bias, 0)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape) -> "AttentionRPN":
+        return cls(attention_dim=cfg.MODEL.RPN.ATTENTION_DIM,
+                   kernel_size=cfg.MODEL.RPN.ATTENTION_KERNEL,
+                   **cls.arguments_from_config(cfg, input_shape))
+
+    @property
+    def prototype_dim(self) -> int:
+        """E = C * k * k, the length of one level's flattened support kernel."""
+        return self.head.cls_logits.in_channels * self.kernel_size ** 2
 
     def hidden(self, features: List[Tensor]) -> List[Tensor]:
         """The shared 3x3 conv + ReLU of every level: per level [N, C, H, W]."""
         return [F.relu(self.head.conv(x)) for x in features]
 
     def support_features(self, features: Dict[str, Tensor], boxes: List[Tensor]) -> Tensor:
-        """RPN prototypes of individual support crops.
+        """Support kernels of individual crops (step 1 of the module doc).
 
         Args:
             features: backbone outputs of the crops (containing ``in_features``).
             boxes: per crop float [1, 4] XYXY in the crop's pixels.
         Returns:
-            float [M, L, C].
+            float [M, L, E]: the same kernel for every level.
         """
         rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], dim=1)
                           for i, b in enumerate(boxes)])
-        pooled = []
-        strides = self.anchor_generator.strides
-        for t, stride in zip(self.hidden([features[f] for f in self.in_features]), strides):
-            p = roi_align(t, rois.to(t.dtype), (SUPPORT_POOL, SUPPORT_POOL),
-                          spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True)
-            pooled.append(p.mean(dim=(2, 3)))  # M, C
-        return torch.stack(pooled, dim=1)
+        feats = [features[f] for f in self.in_features]
+        level = self.natural_level(rois[:, 1:])  # M
+        k = self.kernel_size
+        kernels = rois.new_zeros(len(rois), self.prototype_dim)
+        for lvl, (t, stride) in enumerate(zip(feats, self.anchor_generator.strides)):
+            rows = torch.nonzero(level == lvl).squeeze(1)
+            if len(rows):
+                kernels[rows] = roi_align(t, rois[rows].to(t.dtype), (k, k),
+                                          spatial_scale=1.0 / stride, sampling_ratio=2,
+                                          aligned=True).flatten(1).to(kernels.dtype)
+        return kernels[:, None].expand(-1, len(feats), -1)
 
-    def class_logits(self, hidden: List[Tensor], prototypes: Tensor) -> List[Tensor]:
+    def natural_level(self, boxes: Tensor) -> Tensor:
+        """int64 [M]: the level whose anchors are closest in size (log scale) to each box."""
+        log_sizes = torch.tensor([sum(map(math.log2, s)) / len(s)  # geometric mean
+                                  for s in self.anchor_generator.sizes],
+                                 dtype=boxes.dtype, device=boxes.device)
+        side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1).sqrt()
+        return (side[:, None].log2() - log_sizes[None]).abs().argmin(dim=1)
+
+    def class_logits(self, features: List[Tensor], prototypes: Tensor) -> List[Tensor]:
         """Per level attention logits of every column (steps 1-2 of the module doc).
 
         Args:
-            hidden: per level [N, C, H, W].
-            prototypes: float [N, K, L, C].
+            features: per level query features [N, C, H, W].
+            prototypes: float [N, K, L, E] support kernels.
         Returns:
             per level [N, K*A, H, W] (column-major: index k*A + a).
         """
-        w = self.attn_logits.weight.flatten(1)  # A, C
-        b = self.attn_logits.bias  # A
+        hidden_layer, logits_layer = self.attention[0], self.attention[2]
+        w = hidden_layer.weight.flatten(1)  # D, C
         q = rms_normalize(prototypes.to(w.dtype))
+        n, num_cols = q.shape[:2]
+        k = self.kernel_size
         out = []
-        for level, t in enumerate(hidden):
-            n, c, h, wd = t.shape
-            weights = (q[:, :, level, None, :] * w[None, None]).flatten(1, 2)  # N, K*A, C
-            logits = torch.bmm(weights.to(t.dtype), t.reshape(n, c, h * wd))  # N, K*A, H*W
-            logits = logits + b.repeat(q.shape[1])[None, :, None]
-            out.append(logits.view(n, -1, h, wd))
+        for level, t in enumerate(features):
+            h, wd = t.shape[-2:]
+            # query patches [N, E, H*W] (channel-major, as the kernels), normalised per patch
+            patches = F.unfold(t, k, padding=k // 2)
+            patches = rms_normalize(patches.transpose(1, 2)).transpose(1, 2)
+            # sum_c W[d, c] sum_j q[c, j] patch[c, j] as one product with folded weights
+            kernel = q[:, :, level].view(n, num_cols, 1, -1, k * k)
+            weights = (kernel * w[None, None, :, :, None]).flatten(1, 2).flatten(2)  # N, K*D, E
+            x = torch.bmm(weights.to(patches.dtype), patches)  # N, K*D, H*W
+            x = x + hidden_layer.bias.repeat(num_cols)[None, :, None]
+            x = F.relu(x).view(n * num_cols, -1, h, wd)  # N*K, D, H, W
+            out.append(logits_layer(x).view(n, -1, h, wd))
         return out
 
     def forward(self, images: ImageList, features: Dict[str, Tensor], prototypes: Prototypes,
@@ -118,7 +176,7 @@ class AttentionRPN(RPN):
         Args:
             images: padded query batch.
             features: backbone outputs of the queries.
-            prototypes: K columns per image (``rpn`` [N, K, L, C], ``valid``).
+            prototypes: K columns per image (``rpn`` [N, K, L, E], ``valid``).
             targets: training only, per image {"gt_boxes" [M, 4], "gt_labels" [M]} with
                 DATASET class ids; a box is positive for the columns of its class.
         Returns:
@@ -128,7 +186,7 @@ class AttentionRPN(RPN):
         feats = [features[f] for f in self.in_features]
         hidden = self.hidden(feats)
         num_cols = prototypes.num_columns
-        per_level = self.class_logits(hidden, prototypes.rpn)
+        per_level = self.class_logits(feats, prototypes.rpn)
         prior, deltas = flatten_predictions([self.head.cls_logits(t) for t in hidden],
                                             [self.head.bbox_pred(t) for t in hidden])
         # N*K, R in the anchor order of flatten_predictions (cell-major, anchor-minor)
@@ -149,7 +207,7 @@ class AttentionRPN(RPN):
         proposals = find_top_proposals(
             boxes, merged, num_anchors_per_level, images.image_sizes,
             pre_nms_topk=self.pre_nms_topk[mode], post_nms_topk=self.post_nms_topk[mode],
-            nms_thresh=self.nms_thresh, min_size=self.min_size)
+            nms_thresh=self.nms_thresh, min_size=self.min_size, quality=prior.detach())
         if not self.training:
             return proposals, {}
         if targets is None:
@@ -201,8 +259,10 @@ class AttentionRPN(RPN):
                 sampled = subsample_labels(labels, self.batch_size_per_image,
                                            self.positive_fraction)
                 others = target["gt_boxes"][target["gt_labels"] != class_id]
-                if len(others):  # hard negatives: objects of other classes
+                num_pos = int((sampled == 1).sum())
+                if len(others) and num_pos:  # hard negatives: objects of other classes
                     hard = (match_boxes(others, anchors, self.matcher) >= 0) & (labels == 0)
-                    sampled[hard] = 0
+                    hard = torch.nonzero(hard).squeeze(1)
+                    sampled[hard[torch.randperm(len(hard), device=hard.device)[:num_pos]]] = 0
                 out[i, k] = sampled
         return out

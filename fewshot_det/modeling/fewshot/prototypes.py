@@ -1,13 +1,13 @@
 """Class prototypes: support features averaged over shots, and the bank that caches them.
 
 Shape glossary: N query images, M support crops, K classes (columns of one forward),
-L RPN feature levels, C FPN channels, D box-head width.
+L RPN feature levels, E RPN prototype length (C FPN channels x k x k), D box-head width.
 
 A prototype has two parts, one per consumer:
 
-* ``rpn`` [L, C]: per FPN level, the support's RPN hidden features (the RPN's own 3x3 conv
-  + ReLU, the siamese branch) averaged inside the support box; the attention RPN
-  correlates every query level with it.
+* ``rpn`` [L, E]: per RPN level, the support kernel that the attention RPN correlates
+  with the query's patches: the FPN features of the support box, RoIAligned to k x k
+  at the box's natural level (the same kernel for every level, see ``AttentionRPN``).
 * ``head`` [D]: the box head's feature of the support box (RoIAlign at the box's level +
   the FC head), the same space as the query RoI features; the predictor derives the
   class's classifier weight and box-regression gate from it.
@@ -28,7 +28,7 @@ class Prototypes:
     """Per-image class columns for one forward.
 
     Attributes:
-        rpn: float [N, K, L, C].
+        rpn: float [N, K, L, E].
         head: float [N, K, D].
         class_ids: int64 [N, K], the dataset label (1..K_total) of every column.
         valid: bool [N, K], False for columns without a prototype (never scored).
@@ -76,7 +76,7 @@ class PrototypeBank(nn.Module):
 
     Args:
         num_classes: K.
-        num_levels, channels: L and C of the RPN prototypes.
+        num_levels, channels: L and E of the RPN prototypes.
         head_dim: D.
     """
 
@@ -106,7 +106,7 @@ class PrototypeBank(nn.Module):
 
         Args:
             class_ids: int64 [B] in 1..K (a class may repeat; its rows are averaged first).
-            rpn: float [B, L, C]; head: float [B, D].
+            rpn: float [B, L, E]; head: float [B, D].
             momentum: weight of the old value (a class seen for the first time is copied).
         """
         classes = torch.unique(class_ids)

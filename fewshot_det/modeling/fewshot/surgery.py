@@ -221,8 +221,8 @@ def siamese_class_rows(state_dict: Dict[str, Tensor], num_classes: int) -> List[
     """Siamese R-CNN: the predictor's class rows (background kept; a new class's residual
     row starts at zero, so its weight is exactly the one its support prototype gives),
     its box deltas (a new class starts from the mean of the copied classes' deltas, the
-    regression a class given only as supports gets), and the prototype bank (an empty row = no prototype until supports or
-    fine-tuning episodes give one)."""
+    regression a class given only as supports gets), and the prototype bank (an empty
+    row = no prototype until supports or fine-tuning episodes give one)."""
     return [ClassRows(PREDICTOR + "cls_score.weight", leading_rows=1, init="zeros"),
             ClassRows(PREDICTOR + "bbox_pred.weight", rows_per_class=4, init="source_mean"),
             ClassRows(PREDICTOR + "bbox_pred.bias", rows_per_class=4, init="source_mean"),

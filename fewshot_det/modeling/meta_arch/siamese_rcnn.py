@@ -1,10 +1,10 @@
 """Siamese R-CNN: the few-shot detector conditioned on support examples, behind ``model(batch)``.
 
 Shape glossary: N query images, M support crops, S crop side, K class columns,
-L RPN levels, C channels, D box-head width, D_i detections of image i.
+L RPN levels, E RPN prototype length, D box-head width, D_i detections of image i.
 
     supports [M, 3, S, S] --backbone (shared with the query)--> features
-        -> AttentionRPN.support_features (RPN prototypes [M, L, C])
+        -> AttentionRPN.support_features (RPN kernels [M, L, E])
         -> SiameseROIHeads.support_features (head prototypes [M, D])
         -> mean over shots per class -> Prototypes (K columns)
     query -> backbone -> AttentionRPN(prototypes) -> proposals
@@ -90,10 +90,9 @@ class SiameseRCNN(GeneralizedRCNN):
         if not 0 <= prototype_momentum < 1:
             raise ValueError(f"MODEL.SIAMESE.PROTOTYPE_MOMENTUM must be in [0, 1), "
                              f"got {prototype_momentum}")
-        shapes = backbone.output_shape()
         self.prototype_bank = PrototypeBank(
             num_classes=roi_heads.num_classes, num_levels=len(proposal_generator.in_features),
-            channels=shapes[proposal_generator.in_features[0]].channels,
+            channels=proposal_generator.prototype_dim,
             head_dim=roi_heads.box_head.output_size)
         self.prototype_momentum = prototype_momentum
         self.freeze_detector = freeze_detector
@@ -142,7 +141,7 @@ class SiameseRCNN(GeneralizedRCNN):
             images: float [M, 3, S, S], 0-255, INPUT.FORMAT channel order.
             boxes: float [M, 4] XYXY in the crops' pixels.
         Returns:
-            (rpn float [M, L, C], head float [M, D])
+            (rpn float [M, L, E], head float [M, D])
         """
         if images.ndim != 4 or len(images) != len(boxes) or not len(images):
             raise ValueError(f"supports: expected images [M, 3, S, S] and boxes [M, 4] with "

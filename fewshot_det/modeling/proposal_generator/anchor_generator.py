@@ -53,6 +53,7 @@ class AnchorGenerator(nn.Module):
         aspect_ratios = _broadcast(aspect_ratios, num_levels,
                                    "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS")
         self.strides = list(strides)
+        self.sizes = [list(map(float, s)) for s in sizes]
         self.stride_from_shape = stride_from_shape
         self.cell_anchors = [cell_anchors(s, r) for s, r in zip(sizes, aspect_ratios)]
         counts = {len(c) for c in self.cell_anchors}

@@ -113,6 +113,11 @@ class RPN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> "RPN":
+        return cls(**cls.arguments_from_config(cfg, input_shape))
+
+    @staticmethod
+    def arguments_from_config(cfg, input_shape: Dict[str, ShapeSpec]) -> dict:
+        """The constructor's keyword arguments from MODEL.RPN / MODEL.ANCHOR_GENERATOR."""
         r, a = cfg.MODEL.RPN, cfg.MODEL.ANCHOR_GENERATOR
         in_features = list(r.IN_FEATURES)
         missing = [f for f in in_features if f not in input_shape]
@@ -128,14 +133,14 @@ class RPN(nn.Module):
             strides=[input_shape[f].stride for f in in_features],
             stride_from_shape=a.STRIDE_FROM_SHAPE)
         head = RPNHead(in_channels=channels.pop(), num_anchors=anchor_generator.num_anchors)
-        return cls(in_features=in_features, head=head, anchor_generator=anchor_generator,
-                   box_reg_weights=r.BBOX_REG_WEIGHTS, iou_thresholds=r.IOU_THRESHOLDS,
-                   batch_size_per_image=r.BATCH_SIZE_PER_IMAGE,
-                   positive_fraction=r.POSITIVE_FRACTION,
-                   pre_nms_topk=(r.PRE_NMS_TOPK_TRAIN, r.PRE_NMS_TOPK_TEST),
-                   post_nms_topk=(r.POST_NMS_TOPK_TRAIN, r.POST_NMS_TOPK_TEST),
-                   nms_thresh=r.NMS_THRESH, min_size=r.MIN_SIZE,
-                   smooth_l1_beta=r.SMOOTH_L1_BETA, loss_weight=r.LOSS_WEIGHT)
+        return dict(in_features=in_features, head=head, anchor_generator=anchor_generator,
+                    box_reg_weights=r.BBOX_REG_WEIGHTS, iou_thresholds=r.IOU_THRESHOLDS,
+                    batch_size_per_image=r.BATCH_SIZE_PER_IMAGE,
+                    positive_fraction=r.POSITIVE_FRACTION,
+                    pre_nms_topk=(r.PRE_NMS_TOPK_TRAIN, r.PRE_NMS_TOPK_TEST),
+                    post_nms_topk=(r.POST_NMS_TOPK_TRAIN, r.POST_NMS_TOPK_TEST),
+                    nms_thresh=r.NMS_THRESH, min_size=r.MIN_SIZE,
+                    smooth_l1_beta=r.SMOOTH_L1_BETA, loss_weight=r.LOSS_WEIGHT)
 
     def forward(self, images: ImageList, features: Dict[str, Tensor],
                 targets: Optional[List[Dict[str, Tensor]]] = None
