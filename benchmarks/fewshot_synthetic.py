@@ -20,8 +20,8 @@ Stages (each skipped when its outputs exist, so an interrupted run continues):
 4. OUTPUT/fewshot_synthetic.md (the tables, mean ± 95 % CI over seeds) and .json.
 
 Duration on 2 quiet CPU cores with the defaults: about 1.2 hours (plain / TFA base ~14 min,
-the siamese episodic stage ~3 min, then ~5 min per (K, seed) for all methods). Trailing KEY VALUE overrides
-apply to every stage (e.g. a smaller dataset for a smoke test).
+the siamese episodic stage ~5 min, then ~4 min per (K, seed) for all methods). Trailing
+KEY VALUE overrides apply to every stage (e.g. a smaller dataset for a smoke test).
 """
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 CONFIGS = os.path.join(ROOT, "configs", "quickstart")
-SIAMESE_ITERS = {1: 200, 2: 250, 3: 250, 5: 300, 10: 400}
-TFA_ITERS = {1: 300, 2: 400, 3: 400, 5: 500, 10: 800}
+# Fine-tuning iterations per K, both chosen on a validation set (benchmarks/fewshot_tune.py,
+# BENCHMARKS.md) at 1 / 5 / 10 shots; 2 and 3 shots interpolated, not measured.
+SIAMESE_ITERS = {1: 25, 2: 25, 3: 50, 5: 50, 10: 50}
+TFA_ITERS = {1: 50, 2: 200, 3: 300, 5: 500, 10: 800}
 YOLO_ITERS = {1: 150, 2: 200, 3: 200, 5: 250, 10: 300}
 # method -> (base config, fine-tune config, iterations per K)
 FINETUNED = {

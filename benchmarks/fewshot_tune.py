@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Choose a fine-tuning schedule per K on a VALIDATION set, not on shapes_test.
 
-    python benchmarks/fewshot_tune.py --method siamese --shots 1 5 10 --iters 50 100 200 400 \
-        --output output/fewshot_tune --base output/fewshot_bench
+    python benchmarks/fewshot_tune.py --method siamese --shots 1 5 10 --iters 25 50 100 200 \
+        --output output/fewshot_tune --base output/fewshot_bench [-- KEY VALUE ...]
 
 The validation set is drawn by the synthetic generator with another seed (independent
 images of the same distribution, 300 by default); the K-shot splits are drawn from
@@ -52,7 +52,7 @@ def finetune(args, val: str, shots: int, out: str, iters: int = 0) -> dict:
                 "FEWSHOT.SPLIT_DIR", os.path.join(args.output, "splits"), "OUTPUT_DIR", out]
         if iters:
             cmd += ["SOLVER.MAX_ITER", str(iters), "SOLVER.WARMUP_ITERS", str(min(20, iters))]
-        subprocess.run(cmd + list(args.opts), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd + args.opts, check=True, stdout=subprocess.DEVNULL)
     with open(summary) as f:
         metrics = json.load(f)["metrics"]
     return {k: metrics[k]["mean"] for k in ("nAP50", "bAP50")}
@@ -60,6 +60,8 @@ def finetune(args, val: str, shots: int, out: str, iters: int = 0) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    # "--iters 50 100 -- KEY VALUE": the separator ends the list of iterations
+    args.opts = [o for o in args.opts if o != "--"]
     from fewshot_det.data.synthetic import ensure_synthetic_dataset
 
     val = ensure_synthetic_dataset(os.path.join(args.output, "shapes_val"), num_train=1,
