@@ -6,17 +6,20 @@
         MODEL.WEIGHTS output/fewshot_bench/siamese_base/model_final.pth
 
 The attention RPN scores a query location by correlating its k x k feature patch with a
-class's support kernel (``AttentionRPN.class_logits``). If the FPN features carry little
-class identity at that granularity, no correlation scorer can single out the support's
-class, and the attention RPN can at best match the plain RPN's recall. This probe measures
-that ceiling on the first test set: for every GT object (centre patch at its natural FPN
-level, the same normalisation as the RPN), the nearest class prototype by cosine, with
-prototypes
+class's support kernel (``AttentionRPN.class_logits``). If the features carry little class
+identity at that granularity, no correlation scorer can single out the support's class,
+and the attention RPN can at best match the plain RPN's recall. This probe measures that
+ceiling on the first test set. Every GT object gives the k x k patch at its centre, on its
+natural level (``AttentionRPN.natural_level``), normalised as in the RPN; it is classified
+by the nearest class prototype (cosine), with prototypes
 
-* "query": mean kernels of the objects in the first half of the test images (scored on
-  the second half), all classes;
+* "query, all levels": mean kernels (``support_features``' RoIAlign) of the objects in the
+  first half of the test images, scored on the second half;
+* "query, per level": the same with one prototype per (class, level);
 * "bank": the model's cached support prototypes (the classes it has one for).
 
+Features: the FPN levels the RPN correlates, and (per level only) the backbone stage
+whose stride is nearest each level's (a candidate source with more class identity).
 Prints the accuracies next to chance (1 / number of classes).
 """
 from __future__ import annotations
@@ -24,56 +27,100 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
 def object_patches(model, loader, records):
-    """(class id, support-style kernel [E], centre patch [E]) of every GT object."""
+    """Per feature source ("fpn", "backbone"), a list of (class id, level, kernel [E],
+    centre patch [E]) for every GT object."""
     import torch
-    from torch.nn import functional as F
-    from torchvision.ops import roi_align
 
     from fewshot_det.modeling.meta_arch.preprocess import normalize_and_pad
 
     rpn = model.proposal_generator
     by_id = {str(r["image_id"]): r for r in records}
-    k = rpn.kernel_size
-    out = []
+    body_shapes = model.backbone.body.output_shape()
+    out = defaultdict(list)
     with torch.no_grad():
         for batch in loader:
             images = normalize_and_pad([it["image"] for it in batch], model.pixel_mean,
                                        model.pixel_std, model.backbone.size_divisibility)
+            body = model.backbone.body(images.tensors)
             features = model.backbone(images.tensors)
-            feats = [features[f] for f in rpn.in_features]
+            sources = {"fpn": [(features[f], s) for f, s in
+                               zip(rpn.in_features, rpn.anchor_generator.strides)]}
+            sources["backbone"] = [
+                min(((body[name], shape.stride) for name, shape in body_shapes.items()
+                     if name in body), key=lambda b: abs(b[1] - stride))
+                for _, stride in sources["fpn"]]
             for i, item in enumerate(batch):
                 h, w = item["image"].shape[-2:]
                 scale = torch.tensor([w / item["width"], h / item["height"]] * 2)
                 for ann in by_id[str(item["image_id"])]["annotations"]:
                     box = torch.tensor(ann["bbox"], dtype=torch.float32) * scale
                     level = int(rpn.natural_level(box[None])[0])
-                    stride = rpn.anchor_generator.strides[level]
-                    t = feats[level][i:i + 1]
-                    kernel = roi_align(t, torch.cat([torch.zeros(1), box])[None], (k, k),
-                                       spatial_scale=1.0 / stride, sampling_ratio=2,
-                                       aligned=True).flatten()
-                    cx = min(int((box[0] + box[2]) / 2 / stride), t.shape[-1] - 1)
-                    cy = min(int((box[1] + box[3]) / 2 / stride), t.shape[-2] - 1)
-                    patch = F.unfold(t, k, padding=k // 2)[0][:, cy * t.shape[-1] + cx]
-                    out.append((ann["category_id"], kernel, patch))
+                    for name, levels in sources.items():
+                        t, stride = levels[level]
+                        out[name].append((ann["category_id"], level,
+                                          *kernel_and_patch(t[i:i + 1], box, stride,
+                                                            rpn.kernel_size)))
     return out
 
 
-def accuracy(prototypes, class_ids, samples) -> float:
+def kernel_and_patch(t, box, stride: int, k: int):
+    """The support-style k x k kernel of ``box`` and the k x k patch at its centre."""
+    import torch
+    from torch.nn import functional as F
+    from torchvision.ops import roi_align
+
+    kernel = roi_align(t, torch.cat([torch.zeros(1), box])[None], (k, k),
+                       spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True).flatten()
+    cx = min(int((box[0] + box[2]) / 2 / stride), t.shape[-1] - 1)
+    cy = min(int((box[1] + box[3]) / 2 / stride), t.shape[-2] - 1)
+    patch = F.unfold(t, k, padding=k // 2)[0][:, cy * t.shape[-1] + cx]
+    return kernel, patch
+
+
+def nearest_accuracy(train, test, per_level: bool) -> float:
+    """Accuracy on ``test`` of the nearest class-mean kernel of ``train`` (same level only
+    when ``per_level``); test objects of a class absent from ``train`` are skipped."""
     import torch
 
     from fewshot_det.modeling.fewshot import rms_normalize
 
-    protos = rms_normalize(prototypes)
-    hits = [class_ids[int((protos * rms_normalize(p)).mean(-1).argmax())] == c
-            for c, _, p in samples if c in class_ids]
-    return float(torch.tensor(hits, dtype=torch.float32).mean()) if hits else float("nan")
+    hits = []
+    levels = sorted({lvl for _, lvl, _, _ in test}) if per_level else [None]
+    for level in levels:
+        pool = [x for x in train if level is None or x[1] == level]
+        classes = sorted({c for c, _, _, _ in pool})
+        if not classes:
+            continue
+        protos = rms_normalize(torch.stack([
+            torch.stack([rms_normalize(kern) for c, _, kern, _ in pool if c == cls]).mean(0)
+            for cls in classes]))
+        for c, lvl, _, patch in test:
+            if (level is None or lvl == level) and c in classes:
+                scores = (protos * rms_normalize(patch)).mean(-1)
+                hits.append(classes[int(scores.argmax())] == c)
+    return sum(hits) / max(len(hits), 1)
+
+
+def bank_accuracy(model, samples) -> str:
+    import torch
+
+    from fewshot_det.modeling.fewshot import rms_normalize
+
+    known = model.prototype_bank.known_classes().tolist()
+    if not known:
+        return "no cached prototypes"
+    protos = rms_normalize(model.prototype_bank.rpn[[c - 1 for c in known], 0])
+    hits = [known[int((protos * rms_normalize(p)).mean(-1).argmax())] == c
+            for c, _, _, p in samples if c in known]
+    acc = float(torch.tensor(hits, dtype=torch.float32).mean())
+    return f"{acc:.3f} ({len(known)} classes, chance {1 / len(known):.3f})"
 
 
 def main(argv=None) -> None:
@@ -81,13 +128,11 @@ def main(argv=None) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE")
     args = p.parse_args(argv)
-    import torch
 
     from fewshot_det.checkpoint import load_weights
     from fewshot_det.data.build import build_test_loader_from_config
     from fewshot_det.engine.defaults import load_config
     from fewshot_det.modeling import build_model
-    from fewshot_det.modeling.fewshot import rms_normalize
 
     cfg = load_config(args.config, args.opts)
     model = build_model(cfg)
@@ -95,17 +140,16 @@ def main(argv=None) -> None:
     model.eval()
     loader, records, _ = build_test_loader_from_config(cfg, cfg.DATASETS.TEST[0])
     samples = object_patches(model, loader, records)
-    half = len(samples) // 2
-    classes = sorted({c for c, _, _ in samples})
-    query = torch.stack([torch.stack([rms_normalize(kern) for c2, kern, _ in samples[:half]
-                                      if c2 == c]).mean(0) for c in classes])
-    print(f"{len(samples)} objects, {len(classes)} classes; chance {1 / len(classes):.3f}")
-    print(f"nearest query prototype: {accuracy(query, classes, samples[half:]):.3f}")
-    known = model.prototype_bank.known_classes().tolist()
-    if known:
-        bank = model.prototype_bank.rpn[[c - 1 for c in known], 0]
-        print(f"nearest bank prototype ({len(known)} classes, chance {1 / len(known):.3f}): "
-              f"{accuracy(bank, known, samples):.3f}")
+    fpn = samples["fpn"]
+    half = len(fpn) // 2
+    num_classes = len({c for c, _, _, _ in fpn})
+    print(f"{len(fpn)} objects, {num_classes} classes, chance {1 / num_classes:.3f}")
+    print(f"FPN, query, all levels: {nearest_accuracy(fpn[:half], fpn[half:], False):.3f}")
+    for name in ("fpn", "backbone"):
+        acc = nearest_accuracy(samples[name][:half], samples[name][half:], True)
+        print(f"{name.upper() if name == 'fpn' else 'backbone stages'}, query, per level: "
+              f"{acc:.3f}")
+    print(f"FPN, support bank: {bank_accuracy(model, fpn)}")
 
 
 if __name__ == "__main__":
