@@ -41,22 +41,25 @@ def test_attention_rpn_scores_every_column_and_merges():
     model = tiny_model().eval()
     rpn = model.proposal_generator
     k = rpn.kernel_size
-    features = [torch.rand(2, 16, 5, 6)]
-    protos = torch.rand(2, 4, 1, 16 * k * k)
-    logits = rpn.class_logits(features, protos)[0]
-    assert logits.shape == (2, 4 * rpn.anchor_generator.num_anchors, 5, 6)
-    # the folded first conv equals the explicit per-channel correlation of the normalised
-    # query patch with the normalised support kernel, then the scorer
     from torch.nn import functional as F
 
     from fewshot_det.modeling.fewshot import rms_normalize
+    from fewshot_det.modeling.fewshot.attention_rpn import COLUMN_CHUNK
 
-    q = rms_normalize(protos[1, 2, 0]).view(16, k * k)
-    patches = rms_normalize(F.unfold(features[0][1:2], k, padding=k // 2)[0].T).T  # E, H*W
-    corr = (patches.view(16, k * k, -1) * q[:, :, None]).sum(1).view(1, 16, 5, 6)
-    explicit = rpn.attention(corr)
+    num_cols = COLUMN_CHUNK + 4  # more columns than one chunk
+    features = [torch.rand(2, 16, 5, 6)]
+    protos = torch.rand(2, num_cols, 1, 16 * k * k)
+    logits = rpn.class_logits(features, protos)[0]
     a = rpn.anchor_generator.num_anchors
-    torch.testing.assert_close(logits[1:2, 2 * a:3 * a], explicit, rtol=1e-4, atol=1e-5)
+    assert logits.shape == (2, num_cols * a, 5, 6)
+    # the folded convolution equals the explicit per-channel correlation of the normalised
+    # query patch with the normalised support kernel, then the scorer
+    patches = rms_normalize(F.unfold(features[0][1:2], k, padding=k // 2)[0].T).T  # E, H*W
+    for col in (2, num_cols - 1):
+        q = rms_normalize(protos[1, col, 0]).view(16, k * k)
+        corr = (patches.view(16, k * k, -1) * q[:, :, None]).sum(1).view(1, 16, 5, 6)
+        torch.testing.assert_close(logits[1:2, col * a:(col + 1) * a], rpn.attention(corr),
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_support_kernels_come_from_the_natural_level():

@@ -16,8 +16,9 @@ Design (Attention-RPN of Fan et al. 2020, generalised from its 2-way episodes to
    k x k positions j; SiamRPN++ style, k = 1 is Attention-RPN's channel attention),
    scored by a small network: 1x1 conv to D channels, ReLU, 1x1 conv to A logits per
    cell. The first conv is linear, so it is folded into per-class weights
-   ``W[d, c] * q_k[c, j]`` and evaluated as one batched matrix product with the unfolded
-   query patches (no [N, K, C, H, W] tensor).
+   ``W[d, c] * q_k[c, j]``: a k x k convolution of the query, divided by each patch's
+   RMS (no [N, K, C, H, W] tensor, no unfolded patches; columns go in chunks of
+   ``COLUMN_CHUNK``, which bounds the [K*D, H, W] activations at inference).
    History (BENCHMARKS.md): a linear score of the raw correlation of the RPN's hidden
    features learned "every object is a negative" and could not tell classes apart. How
    much class identity the features carry bounds what this step can do:
@@ -63,6 +64,8 @@ from ..registry import PROPOSAL_GENERATOR_REGISTRY
 from ..sampling import match_boxes, subsample_labels
 from ..utils import upcast
 from .prototypes import Prototypes
+
+COLUMN_CHUNK = 16  # class columns scored per convolution (memory bound, see class_logits)
 
 
 def rms_normalize(x: Tensor, eps: float = 1e-6) -> Tensor:
@@ -154,19 +157,26 @@ class AttentionRPN(RPN):
         q = rms_normalize(prototypes.to(w.dtype))
         n, num_cols = q.shape[:2]
         k = self.kernel_size
+        c = w.shape[1]
         out = []
         for level, t in enumerate(features):
             h, wd = t.shape[-2:]
-            # query patches [N, E, H*W] (channel-major, as the kernels), normalised per patch
-            patches = F.unfold(t, k, padding=k // 2)
-            patches = rms_normalize(patches.transpose(1, 2)).transpose(1, 2)
-            # sum_c W[d, c] sum_j q[c, j] patch[c, j] as one product with folded weights
-            kernel = q[:, :, level].view(n, num_cols, 1, -1, k * k)
-            weights = (kernel * w[None, None, :, :, None]).flatten(1, 2).flatten(2)  # N, K*D, E
-            x = torch.bmm(weights.to(patches.dtype), patches)  # N, K*D, H*W
-            x = x + hidden_layer.bias.repeat(num_cols)[None, :, None]
-            x = F.relu(x).view(n * num_cols, -1, h, wd)  # N*K, D, H, W
-            out.append(logits_layer(x).view(n, -1, h, wd))
+            # 1 / RMS of every k x k patch (zero padding counted, as F.unfold would)
+            inv_rms = torch.rsqrt(F.avg_pool2d(t.pow(2).mean(1, keepdim=True), k, stride=1,
+                                               padding=k // 2, count_include_pad=True) + 1e-6)
+            per_image = []
+            for i in range(n):
+                # sum_c W[d, c] sum_j q[c, j] patch[c, j] = a k x k conv with folded weights
+                kernel = q[i, :, level].view(num_cols, 1, c, k, k) * w[None, :, :, None, None]
+                chunks = []
+                for cols in kernel.split(COLUMN_CHUNK):  # bounds the [cols*D, H, W] tensor
+                    x = F.conv2d(t[i:i + 1], cols.flatten(0, 1).to(t.dtype), padding=k // 2)
+                    bias = hidden_layer.bias.repeat(len(cols))[None, :, None, None]
+                    x = x * inv_rms[i:i + 1] + bias
+                    x = F.relu(x).view(len(cols), -1, h, wd)  # cols, D, H, W
+                    chunks.append(logits_layer(x).view(1, -1, h, wd))
+                per_image.append(torch.cat(chunks, dim=1))
+            out.append(torch.cat(per_image))
         return out
 
     def forward(self, images: ImageList, features: Dict[str, Tensor], prototypes: Prototypes,
