@@ -68,12 +68,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def schedule_overrides(iters: int) -> list:
+    """KEY VALUE overrides of a fine-tuning run of ``iters`` iterations (20 warm-up at most)."""
+    return ["SOLVER.MAX_ITER", str(iters), "SOLVER.WARMUP_ITERS", str(min(20, iters))]
+
+
 def config(name: str, out: str, opts, iters: int = 0, **extra):
     from fewshot_det.engine.defaults import load_config
 
     more = [k_v for k, v in extra.items() for k_v in (k.replace("__", "."), str(v))]
     if iters:
-        more += ["SOLVER.MAX_ITER", str(iters), "SOLVER.WARMUP_ITERS", str(min(20, iters))]
+        more += schedule_overrides(iters)
     return load_config(os.path.join(CONFIGS, name), list(opts) + more + ["OUTPUT_DIR", out])
 
 

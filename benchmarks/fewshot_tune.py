@@ -8,8 +8,9 @@ The validation set is drawn by the synthetic generator with another seed (indepe
 images of the same distribution, 300 by default); the K-shot splits are drawn from
 shapes_train with split seeds (default 10, 11) that the benchmark does not use (it uses 0,
 1, 2). For every (K, iterations) the table gives val nAP50 and bAP50 (mean over the split
-seeds) next to the support-only reference (siamese) and the base model's bAP50, so the
-choice can weigh novel gain against base loss. Resumable: finished runs are read back.
+seeds), for the siamese method next to the support-only reference (no training, base rows
+untouched), so the choice can weigh novel gain against base loss. Resumable: finished runs
+are read back.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fewshot_synthetic import schedule_overrides  # noqa: E402  (the benchmark's rule)
+
 CONFIGS = {"siamese": "fewshot_siamese_ft_shapes.yaml", "tfa": "fewshot_tfa_ft_shapes.yaml"}
 BASES = {"siamese": "siamese_base", "tfa": "tfa_base"}
 
@@ -30,7 +34,7 @@ def parse_args(argv=None):
     p.add_argument("--base", required=True, help="the benchmark's output folder (base models)")
     p.add_argument("--output", default="output/fewshot_tune")
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
-    p.add_argument("--iters", type=int, nargs="+", default=[50, 100, 200, 400])
+    p.add_argument("--iters", type=int, nargs="+", default=[25, 50, 100, 200])
     p.add_argument("--seeds", type=int, nargs="+", default=[10, 11])
     p.add_argument("--val-images", type=int, default=300)
     p.add_argument("--val-seed", type=int, default=7)
@@ -51,7 +55,7 @@ def finetune(args, val: str, shots: int, out: str, iters: int = 0) -> dict:
                 "DATASETS.TEST", f"('voc:{val}:test',)",
                 "FEWSHOT.SPLIT_DIR", os.path.join(args.output, "splits"), "OUTPUT_DIR", out]
         if iters:
-            cmd += ["SOLVER.MAX_ITER", str(iters), "SOLVER.WARMUP_ITERS", str(min(20, iters))]
+            cmd += schedule_overrides(iters)
         subprocess.run(cmd + args.opts, check=True, stdout=subprocess.DEVNULL)
     with open(summary) as f:
         metrics = json.load(f)["metrics"]

@@ -156,7 +156,6 @@ class SiameseRCNN(GeneralizedRCNN):
     def episode_prototypes(self, batch: List[dict]) -> Prototypes:
         """Prototypes of every query's own ``"supports"`` (all crops in one backbone pass)."""
         supports = [item.get("supports") for item in batch]
-        supports = [item.get("supports") for item in batch]
         if any(s is None for s in supports):
             raise ValueError("SiameseRCNN needs support examples with every training image: "
                              "set FEWSHOT.EPISODE.ENABLED True (episodic data)")
