@@ -16,7 +16,10 @@ by the nearest class prototype (cosine), with prototypes
 * "query, all levels": mean kernels (``support_features``' RoIAlign) of the objects in the
   first half of the test images, scored on the second half;
 * "query, per level": the same with one prototype per (class, level);
-* "bank": the model's cached support prototypes (the classes it has one for).
+* "bank": the model's cached support prototypes (the classes it has one for);
+* "linear probe": a linear classifier (softmax regression) trained on the first half's
+  normalised patches, per level, scored on the second half: what any learned linear
+  read-out of the patch, not only a nearest-prototype one, can get from it.
 
 Features: the FPN levels the RPN correlates, and (per level only) the backbone stage
 whose stride is nearest each level's (a candidate source with more class identity).
@@ -108,6 +111,36 @@ def nearest_accuracy(train, test, per_level: bool) -> float:
     return sum(hits) / max(len(hits), 1)
 
 
+def linear_probe_accuracy(train, test, steps: int = 300) -> float:
+    """Accuracy on ``test`` of a softmax regression fitted on ``train`` (one per level;
+    test objects of a class absent from that level's ``train`` are skipped)."""
+    import torch
+    from torch.nn import functional as F
+
+    from fewshot_det.modeling.fewshot import rms_normalize
+
+    torch.manual_seed(0)
+    hits = []
+    for level in sorted({lvl for _, lvl, _, _ in test}):
+        pool = [x for x in train if x[1] == level]
+        classes = sorted({c for c, _, _, _ in pool})
+        rows = [x for x in test if x[1] == level and x[0] in classes]
+        if len(classes) < 2 or not rows:
+            continue
+        x = rms_normalize(torch.stack([p for _, _, _, p in pool]))
+        y = torch.tensor([classes.index(c) for c, _, _, _ in pool])
+        linear = torch.nn.Linear(x.shape[1], len(classes))
+        opt = torch.optim.Adam(linear.parameters(), lr=1e-2, weight_decay=1e-3)
+        for _ in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(linear(x), y).backward()
+            opt.step()
+        with torch.no_grad():
+            pred = linear(rms_normalize(torch.stack([p for _, _, _, p in rows]))).argmax(1)
+        hits += [classes[int(i)] == c for i, (c, _, _, _) in zip(pred, rows)]
+    return sum(hits) / max(len(hits), 1)
+
+
 def bank_accuracy(model, samples) -> str:
     import torch
 
@@ -146,9 +179,10 @@ def main(argv=None) -> None:
     print(f"{len(fpn)} objects, {num_classes} classes, chance {1 / num_classes:.3f}")
     print(f"FPN, query, all levels: {nearest_accuracy(fpn[:half], fpn[half:], False):.3f}")
     for name in ("fpn", "backbone"):
-        acc = nearest_accuracy(samples[name][:half], samples[name][half:], True)
-        print(f"{name.upper() if name == 'fpn' else 'backbone stages'}, query, per level: "
-              f"{acc:.3f}")
+        label = "FPN" if name == "fpn" else "backbone stages"
+        train, test = samples[name][:half], samples[name][half:]
+        print(f"{label}, query, per level: {nearest_accuracy(train, test, True):.3f}")
+        print(f"{label}, linear probe, per level: {linear_probe_accuracy(train, test):.3f}")
     print(f"FPN, support bank: {bank_accuracy(model, fpn)}")
 
 
