@@ -109,7 +109,7 @@ def fewshot_stage(cfg, shots, seeds, support_only=False) -> dict:
     if os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
-    return run_fewshot(cfg, shots, seeds, support_only=support_only)
+    return run_fewshot(cfg, shots, seeds, support_only=support_only, resume=True)
 
 
 def novel_recall(cfg, weights: str, prototypes: str = "", conditioned: bool = True) -> dict:

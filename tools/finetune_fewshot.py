@@ -5,6 +5,9 @@
     python tools/finetune_fewshot.py --config CFG --shots 5 --seeds 0 1 2 3 4 \\
         MODEL.WEIGHTS output/base/model_final.pth SOLVER.MAX_ITER 500
     python tools/finetune_fewshot.py --config CFG --shots 10 --support-only   # no training
+    python tools/finetune_fewshot.py --config CFG --shots 10 --seeds 0 1 2 --resume
+        # after an interruption: finished seeds are read back, the unfinished one continues
+        # from its last checkpoint
 
 For every seed: make (or read, e.g. TFA's files) the K-shot split in FEWSHOT.SPLIT_DIR
 (default OUTPUT_DIR/splits), fine-tune from MODEL.WEIGHTS after class surgery (base rows
@@ -54,7 +57,8 @@ def main(args) -> dict:
     cfg = default_setup(load_config(args.config, args.opts), args)
     shots = args.shots if args.shots is not None else cfg.FEWSHOT.SHOTS
     seeds = args.seeds if args.seeds is not None else [cfg.FEWSHOT.SEED]
-    summary = run_fewshot(cfg, shots, seeds, support_only=args.support_only)
+    summary = run_fewshot(cfg, shots, seeds, support_only=args.support_only,
+                          resume=args.resume)
     print(format_summary(summary))
     return summary
 

@@ -19,6 +19,7 @@ of the mean, ``t_{0.975, n-1} * std / sqrt(n)`` with the sample standard deviati
 """
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -241,18 +242,49 @@ def _first_test_metrics(cfg, all_metrics: Dict[str, Dict]) -> Dict[str, float]:
 
 
 def _write_results(cfg, metrics: Dict[str, float], mode: str) -> None:
-    path = os.path.join(cfg.OUTPUT_DIR, "results.json")
+    """The seed's config.yaml, then results.json (the "finished" mark ``finished_seed``
+    reads), each written to a temporary file first: a killed run leaves no partial file."""
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"shots": cfg.FEWSHOT.SHOTS, "seed": cfg.FEWSHOT.SEED, "mode": mode,
-                   "dataset": cfg.DATASETS.TEST[0], "metrics": metrics}, f, indent=1)
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
+    results = {"shots": cfg.FEWSHOT.SHOTS, "seed": cfg.FEWSHOT.SEED, "mode": mode,
+               "dataset": cfg.DATASETS.TEST[0], "metrics": metrics}
+    for name, text in (("config.yaml", cfg.dump()), ("results.json", json.dumps(results,
+                                                                                indent=1))):
+        path = os.path.join(cfg.OUTPUT_DIR, name)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
 
 
-def finetune_seed(cfg) -> Dict[str, float]:
+def finished_seed(cfg, mode: str) -> Optional[Dict[str, float]]:
+    """The metrics of a finished run of this seed (``cfg`` a ``seed_config``) in its
+    OUTPUT_DIR, or None when there is none.
+
+    Raises:
+        ValueError: the finished run used another config or mode (reusing its numbers
+            would mix two experiments in one summary).
+    """
+    path = os.path.join(cfg.OUTPUT_DIR, "results.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    config_path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    saved = open(config_path).read() if os.path.isfile(config_path) else ""
+    changed = [line for line in difflib.unified_diff(saved.splitlines(), cfg.dump().splitlines(),
+                                                     lineterm="", n=0)
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    if results.get("mode") != mode or changed:
+        what = (f"mode {results.get('mode')!r}, not {mode!r}" if results.get("mode") != mode
+                else "another config (" + "; ".join(changed[:4]) + ")")
+        raise ValueError(f"--resume: the finished run in {cfg.OUTPUT_DIR} used {what}; use "
+                         f"another OUTPUT_DIR or remove it")
+    return results["metrics"]
+
+
+def finetune_seed(cfg, resume: bool = False) -> Dict[str, float]:
     """Fine-tune from MODEL.WEIGHTS on the K-shot split of ``cfg`` (a ``seed_config``) and
-    evaluate; returns the first test dataset's metrics."""
+    evaluate; returns the first test dataset's metrics. ``resume``: continue from the
+    seed's last checkpoint when it has one."""
     from ..modeling import build_model
     from .train_loop import train
 
@@ -269,7 +301,7 @@ def finetune_seed(cfg) -> Dict[str, float]:
             set_kshot_supports(cfg, m, records, metadata)
         return loaded
 
-    metrics = _first_test_metrics(cfg, train(cfg, model, load_weights=load))
+    metrics = _first_test_metrics(cfg, train(cfg, model, resume=resume, load_weights=load))
     _write_results(cfg, metrics, "finetune")
     return metrics
 
@@ -313,9 +345,12 @@ def support_only_seed(cfg) -> Dict[str, float]:
 
 
 # ------------------------------------------------------------------------ all seeds
-def run_fewshot(cfg, shots: int, seeds: Sequence[int], *, support_only: bool = False
-                ) -> Dict[str, object]:
+def run_fewshot(cfg, shots: int, seeds: Sequence[int], *, support_only: bool = False,
+                resume: bool = False) -> Dict[str, object]:
     """Run every seed, write ``OUTPUT_DIR/summary.json``, log the table; return the summary.
+
+    ``resume`` (an interrupted run started again): a seed with a finished run of the same
+    config is read back, not re-run; an unfinished one continues from its last checkpoint.
 
     Raises:
         ValueError: K < 1, no test dataset, or base-only training data.
@@ -335,7 +370,14 @@ def run_fewshot(cfg, shots: int, seeds: Sequence[int], *, support_only: bool = F
     for seed in seeds:
         scfg = seed_config(cfg, shots, seed)
         logger.info("=== %d-shot %s, split seed %d -> %s", shots, mode, seed, scfg.OUTPUT_DIR)
-        metrics = support_only_seed(scfg) if support_only else finetune_seed(scfg)
+        metrics = finished_seed(scfg, mode) if resume else None
+        if metrics is not None:
+            logger.info("seed %d: finished before, results read from %s", seed,
+                        os.path.join(scfg.OUTPUT_DIR, "results.json"))
+        elif support_only:
+            metrics = support_only_seed(scfg)
+        else:
+            metrics = finetune_seed(scfg, resume=resume)
         warn_if_no_novel_ap(metrics, f"{shots}-shot seed {seed}")
         per_seed.append(metrics)
     summary = summarize(shots, seeds, per_seed, mode=mode)

@@ -147,3 +147,28 @@ def test_tfa_baseline_finetunes_only_the_predictor(edp, tmp_path):
     with pytest.raises(ValueError, match="takes supports"):
         run_fewshot(load_config(config, ["OUTPUT_DIR", str(tmp_path / "x")]), 2, [0],
                     support_only=True)
+
+
+def test_resume_reads_finished_seeds_and_continues_the_interrupted_one(edp, tmp_path, caplog):
+    config, _ = write_config(tmp_path, edp, TFA, "resume")
+    cfg = load_config(config, ["SOLVER.CHECKPOINT_PERIOD", "2"])
+    first = run_fewshot(cfg, 2, [0, 1])
+    out = tmp_path / "resume"
+    done = (out / "seed0" / "results.json").stat().st_mtime_ns
+    # seed 1 "killed" after its iteration-2 checkpoint: no results, no final weights
+    (out / "seed1" / "results.json").unlink()
+    (out / "seed1" / "model_final.pth").unlink()
+    (out / "seed1" / "last_checkpoint").write_text("model_0000001.pth")
+    with caplog.at_level("INFO"):
+        again = run_fewshot(cfg, 2, [0, 1], resume=True)
+    assert (out / "seed0" / "results.json").stat().st_mtime_ns == done
+    assert "seed 0: finished before" in caplog.text
+    assert "resumed from" in caplog.text and "model_0000001.pth at iteration 2" in caplog.text
+    assert again["metrics"]["AP50"]["values"][0] == first["metrics"]["AP50"]["values"][0]
+    assert (out / "seed1" / "results.json").is_file()
+    # a finished seed of another experiment is not silently mixed in
+    with pytest.raises(ValueError, match="another config .*MAX_ITER"):
+        run_fewshot(load_config(config, ["SOLVER.CHECKPOINT_PERIOD", "2",
+                                         "SOLVER.MAX_ITER", "4"]), 2, [0], resume=True)
+    with pytest.raises(ValueError, match="used mode 'finetune', not 'support_only'"):
+        run_fewshot(cfg, 2, [0], resume=True, support_only=True)
