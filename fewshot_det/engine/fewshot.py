@@ -268,8 +268,11 @@ def finished_seed(cfg, mode: str) -> Optional[Dict[str, float]]:
         return None
     with open(path) as f:
         results = json.load(f)
+    saved = ""
     config_path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
-    saved = open(config_path).read() if os.path.isfile(config_path) else ""
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            saved = f.read()
     changed = [line for line in difflib.unified_diff(saved.splitlines(), cfg.dump().splitlines(),
                                                      lineterm="", n=0)
                if line[:1] in "+-" and line[:3] not in ("+++", "---")]
@@ -367,9 +370,10 @@ def run_fewshot(cfg, shots: int, seeds: Sequence[int], *, support_only: bool = F
                        "from a base checkpoint")
     mode = "support_only" if support_only else "finetune"
     per_seed = []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         scfg = seed_config(cfg, shots, seed)
-        logger.info("=== %d-shot %s, split seed %d -> %s", shots, mode, seed, scfg.OUTPUT_DIR)
+        logger.info("=== %d-shot %s, split seed %d (%d/%d) -> %s", shots, mode, seed, i + 1,
+                    len(seeds), scfg.OUTPUT_DIR)
         metrics = finished_seed(scfg, mode) if resume else None
         if metrics is not None:
             logger.info("seed %d: finished before, results read from %s", seed,
