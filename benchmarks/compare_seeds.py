@@ -46,6 +46,18 @@ def seed_values(dirs: List[str], metric: str) -> Dict[int, float]:
     return out
 
 
+def paired_difference(values: Dict[int, float], baseline: Dict[int, float]):
+    """(aggregate of ``values - baseline`` over their common seeds, paired t statistic);
+    inputs seed -> value, outputs in the inputs' units."""
+    from fewshot_det.engine.fewshot import aggregate
+
+    seeds = sorted(set(values) & set(baseline))
+    diff = aggregate([values[s] - baseline[s] for s in seeds])
+    t = (diff["mean"] / (diff["std"] / math.sqrt(len(seeds)))
+         if len(seeds) > 1 and diff["std"] else float("nan"))
+    return diff, t
+
+
 def compare(runs: Dict[str, Dict[int, float]], baseline: str) -> List[str]:
     """Markdown lines: per method its values, mean ± CI, and the paired difference."""
     from fewshot_det.engine.fewshot import aggregate
@@ -56,7 +68,6 @@ def compare(runs: Dict[str, Dict[int, float]], baseline: str) -> List[str]:
     lines = [f"seeds {seeds} (paired: the seeds every method has)", "",
              f"| method | per seed | mean ± 95 % CI | minus {baseline} (paired) | t |",
              "|---|---|---|---|---|"]
-    base = [runs[baseline][s] for s in seeds]
     for name, values in runs.items():
         vals = [values[s] for s in seeds]
         agg = aggregate([100 * v for v in vals])
@@ -64,9 +75,8 @@ def compare(runs: Dict[str, Dict[int, float]], baseline: str) -> List[str]:
         if name == baseline:
             lines.append(row + " - | - |")
             continue
-        diff = aggregate([100 * (v - b) for v, b in zip(vals, base)])
-        t = (diff["mean"] / (diff["std"] / math.sqrt(len(seeds)))
-             if len(seeds) > 1 and diff["std"] else float("nan"))
+        diff, t = paired_difference({s: 100 * values[s] for s in seeds},
+                                    {s: 100 * runs[baseline][s] for s in seeds})
         lines.append(row + f" {pm(diff, signed=True)} | {t:.2f} |")
     return lines
 

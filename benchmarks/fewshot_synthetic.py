@@ -174,22 +174,39 @@ def pm(agg) -> str:
         else f"{100 * agg['mean']:.1f}"
 
 
+def minus_tfa(run: dict, tfa: dict) -> str:
+    """'+d ± ci (t)': nAP50 of ``run`` minus TFA's, paired by split seed."""
+    from compare_seeds import paired_difference
+
+    if tfa is None or run is tfa:
+        return "-"
+    if any(len(r["metrics"]["nAP50"]["values"]) != len(r["seeds"]) for r in (run, tfa)):
+        return "n/a"  # a seed without novel AP cannot be paired
+    values = [dict(zip(r["seeds"], r["metrics"]["nAP50"]["values"])) for r in (run, tfa)]
+    diff, t = paired_difference(*values)
+    mean = f"{100 * diff['mean']:+.1f}"
+    return mean if diff["ci95"] is None else f"{mean} ± {100 * diff['ci95']:.1f} (t {t:.1f})"
+
+
 def markdown(results: dict, args) -> str:
     lines = ["# Few-shot detection on the synthetic shapes (novel: star, arrow, heart)", "",
              f"Seeds {args.seeds}; mean ± 95 % CI over seeds (t-distribution), %.", "",
-             "| method | K | nAP50 | nAP | bAP50 | bAP50 - base | AP50 |",
-             "|---|---|---|---|---|---|---|"]
+             "nAP50 - TFA: paired by split seed (same K shots), mean ± CI and t.", "",
+             "| method | K | nAP50 | nAP50 - TFA | nAP | bAP50 | bAP50 - base | AP50 |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in results["base"]:
         m = results["base"][name]
         lines.append(f"| {name} base (before fine-tuning) | - | {100 * m.get('nAP50', 0):.1f} | "
-                     f"{100 * m.get('nAP', 0):.1f} | {100 * m.get('bAP50', 0):.1f} | - | "
+                     f"- | {100 * m.get('nAP', 0):.1f} | {100 * m.get('bAP50', 0):.1f} | - | "
                      f"{100 * m.get('AP50', 0):.1f} |")
     for k in args.shots:
-        for key, run in results["fewshot"][str(k)].items():
+        runs = results["fewshot"][str(k)]
+        for key, run in runs.items():
             label, m = LABELS[key], run["metrics"]
             base = results["base"][key.split("_")[0]].get("bAP50", 0)
             drop = f"{100 * (m['bAP50']['mean'] - base):+.1f}" if "bAP50" in m else "n/a"
-            lines.append(f"| {label} | {k} | {pm(m.get('nAP50'))} | {pm(m.get('nAP'))} | "
+            lines.append(f"| {label} | {k} | {pm(m.get('nAP50'))} | "
+                         f"{minus_tfa(run, runs.get('tfa'))} | {pm(m.get('nAP'))} | "
                          f"{pm(m.get('bAP50'))} | {drop} | {pm(m.get('AP50'))} |")
     lines += ["", "Novel-class proposal recall on shapes_test (AR: IoU 0.5:0.95; R50: IoU 0.5).",
               "", "| proposals | K | AR@100 | AR@1000 | R50@100 |", "|---|---|---|---|---|"]
