@@ -31,10 +31,12 @@ def test_attention_rpn_always_samples_other_class_objects_as_negatives():
                          background])
     targets = [{"gt_boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 10.0, 100.0, 50.0]]),
                 "gt_labels": torch.tensor([7, 3])}]
-    for _ in range(5):  # whatever the random sample, the class-3 object is a negative
+    torch.manual_seed(0)
+    for _ in range(20):  # whatever the random sample, the class-3 object is a negative
         labels = rpn.label_columns(anchors, targets, torch.tensor([[7]]))[0, 0]
         assert labels[0] == 1 and labels[1] == 0
-        assert (labels[2:] == 0).sum() == 1  # the sampled background negative
+        # plus the one sampled negative, unless the sampler drew the class-3 anchor itself
+        assert (labels[2:] == 0).sum() <= 1 and (labels[2:] == 1).sum() == 0
 
 
 def test_attention_rpn_scores_every_column_and_merges():
@@ -208,3 +210,4 @@ def test_bank_training_prototypes_score_every_known_class_from_the_bank():
     torch.testing.assert_close(seen["head"][0], model.prototype_bank.head)  # bank rows
     with pytest.raises(ValueError, match="TRAIN_PROTOTYPES"):
         tiny_model("MODEL.SIAMESE.TRAIN_PROTOTYPES", "mean")
+
