@@ -112,10 +112,11 @@ def fewshot_stage(cfg, shots, seeds, support_only=False) -> dict:
     return run_fewshot(cfg, shots, seeds, support_only=support_only, resume=True)
 
 
-def novel_recall(cfg, weights: str, prototypes: str = "", conditioned: bool = True) -> dict:
+def novel_recall(cfg, weights: str, prototypes: str = "", conditioned: bool = True,
+                 wrong_supports: bool = False) -> dict:
     """AR of the novel classes on the first test set for the model at ``weights``; a
-    siamese model proposes for the novel classes' prototypes (``conditioned``) or for every
-    class it knows."""
+    siamese model proposes for the novel classes' prototypes (``conditioned``), for every
+    class it knows, or (``wrong_supports``, the control) for the base classes' only."""
     from fewshot_det.checkpoint import load_weights
     from fewshot_det.data.build import build_test_loader_from_config
     from fewshot_det.engine.defaults import resolve_device
@@ -128,8 +129,10 @@ def novel_recall(cfg, weights: str, prototypes: str = "", conditioned: bool = Tr
         model.load_prototypes(prototypes)
     loader, records, metadata = build_test_loader_from_config(cfg, cfg.DATASETS.TEST[0])
     ids = [list(metadata.thing_classes).index(n) + 1 for n in metadata.novel_classes]
+    others = [i for i in range(1, len(metadata.thing_classes) + 1) if i not in ids]
     return proposal_recall(model, loader, records, ids, topks=(100, 1000),
-                           conditioned=conditioned)
+                           conditioned=conditioned,
+                           support_ids=others if wrong_supports else None)
 
 
 def recall_stage(args, opts, out, shots, splits) -> dict:
@@ -143,19 +146,21 @@ def recall_stage(args, opts, out, shots, splits) -> dict:
     sia = config("fewshot_siamese_base_shapes.yaml", os.path.join(out, "siamese_base"), opts)
     plain = novel_recall(tfa, os.path.join(tfa.OUTPUT_DIR, "model_final.pth"))
     rows = {"plain RPN (TFA base)": [plain] * len(args.seeds)}
-    support, every, tuned = [], [], []
+    support, every, wrong, tuned = [], [], [], []
     for seed in args.seeds:
         protos = os.path.join(out, f"siamese_support_{shots}shot", f"seed{seed}",
                               "prototypes.pth")
         base = os.path.join(sia.OUTPUT_DIR, "model_final.pth")
         support.append(novel_recall(sia, base, protos))
         every.append(novel_recall(sia, base, protos, conditioned=False))
+        wrong.append(novel_recall(sia, base, protos, wrong_supports=True))
         ft = config("fewshot_siamese_ft_shapes.yaml", os.path.join(out, "tmp"), opts,
                     FEWSHOT__SHOTS=shots, FEWSHOT__SPLIT_DIR=splits)
         tuned.append(novel_recall(ft, os.path.join(out, f"siamese_{shots}shot", f"seed{seed}",
                                                    "model_final.pth")))
     rows["attention RPN (siamese base + novel supports)"] = support
     rows["attention RPN (siamese base, all 12 classes' prototypes)"] = every
+    rows["control: attention RPN on the base classes' supports only"] = wrong
     rows["attention RPN (siamese fine-tuned, novel prototypes)"] = tuned
     result = {name: {k: aggregate([r[k] for r in runs]) for k in ("AR@100", "AR@1000", "R50@100")}
               for name, runs in rows.items()}

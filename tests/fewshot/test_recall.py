@@ -55,3 +55,20 @@ def test_conditioned_proposals_use_only_the_given_classes_prototypes():
     assert not torch.equal(only_two, every)
     with pytest.raises(Exception):
         model.propose([item], [7])  # no such class in the bank
+
+
+def test_recall_control_conditions_on_other_classes_supports():
+    model = tiny_model().eval()
+    s = supports([1, 2, 3], shots=1)
+    model.set_supports(s["images"], s["boxes"], s["labels"])
+    item = {**query(), "image_id": 0}
+    records = [{"image_id": 0, "annotations": [
+        {"bbox": [10.0, 10.0, 60.0, 70.0], "category_id": 2}]}]
+    seen = []
+    real = model.propose
+    model.propose = lambda batch, ids=None: seen.append(ids) or real(batch, ids)
+    proposal_recall(model, [[item]], records, [2], topks=(10,))
+    proposal_recall(model, [[item]], records, [2], topks=(10,), support_ids=[1, 3])
+    proposal_recall(model, [[item]], records, [2], topks=(10,), conditioned=False,
+                    support_ids=[1, 3])
+    assert seen == [[2], [1, 3], None]  # unconditioned: every class the model knows

@@ -77,8 +77,8 @@ def gt_boxes_of(record: dict, class_ids: Iterable[int]) -> Tensor:
 
 @torch.no_grad()
 def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids: Iterable[int],
-                    *, topks: Sequence[int] = (100, 1000), conditioned: bool = True
-                    ) -> Dict[str, float]:
+                    *, topks: Sequence[int] = (100, 1000), conditioned: bool = True,
+                    support_ids: Optional[Iterable[int]] = None) -> Dict[str, float]:
     """Recall of the ``class_ids`` GT boxes by the model's top-k proposals.
 
     Args:
@@ -90,11 +90,16 @@ def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids
         conditioned: a support-conditioned model proposes for the prototypes of
             ``class_ids`` only (Attention-RPN's use: "find objects like these supports");
             False: for every class it knows. Plain RPNs ignore it.
+        support_ids: condition on these classes' prototypes instead (with
+            ``conditioned``). The control for "the support helps": conditioned on other
+            classes' supports, an attention that uses the support should recall the
+            ``class_ids`` objects less well.
     Returns:
         {"AR@k": ..., "R50@k": ... for every k, "num_gt": G total, "num_images"}; -1 when
         there is no GT instance.
     """
     class_ids = list(class_ids)
+    propose_for = list(support_ids) if support_ids is not None else class_ids
     by_id = {str(r["image_id"]): r for r in records}
     max_iou = {k: [] for k in topks}
     was_training = model.training
@@ -102,7 +107,7 @@ def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids
     try:
         with proposal_limits(model.proposal_generator, max(topks)):
             for batch in loader:
-                proposals = model_proposals(model, batch, class_ids if conditioned else None)
+                proposals = model_proposals(model, batch, propose_for if conditioned else None)
                 for item, props in zip(batch, proposals):
                     gt = gt_boxes_of(by_id[str(item["image_id"])], class_ids)
                     for k in topks:
