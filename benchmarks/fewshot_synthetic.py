@@ -16,8 +16,11 @@ Stages (each skipped when its outputs exist, so an interrupted run continues):
    - with --yolo, the YOLO-ft baseline too: YOLO-grid base training on the base classes
      (yolo_fewshot_base_shapes.yaml), then fine-tunes (yolo_fewshot_ft_shapes.yaml);
 3. novel-class proposal recall (AR@100, AR@1000 on shapes_test) of the plain RPN (TFA
-   base) and the attention RPN (siamese base + K-shot novel supports; and fine-tuned);
-4. OUTPUT/fewshot_synthetic.md (the tables, mean ± 95 % CI over seeds) and .json.
+   base) and the attention RPN (siamese base + K-shot novel supports; and fine-tuned),
+   with a control: the attention RPN given the base classes' supports instead. A
+   support-conditioned RPN earns its name only above both the plain RPN and the control;
+4. OUTPUT/fewshot_synthetic.md (the tables, mean ± 95 % CI over seeds, and nAP50 minus
+   TFA's paired by split seed) and .json. An interrupted fine-tuning stage resumes.
 
 Duration on 2 quiet CPU cores with the defaults: about 1.2 hours (plain / TFA base ~14 min,
 the siamese episodic stage ~5 min, then ~4 min per (K, seed) for all methods). Trailing
