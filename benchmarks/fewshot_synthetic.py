@@ -40,9 +40,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 CONFIGS = os.path.join(ROOT, "configs", "quickstart")
 # Fine-tuning iterations per K, both chosen on a validation set (benchmarks/fewshot_tune.py,
-# BENCHMARKS.md) at 1 / 5 / 10 shots; 2 and 3 shots interpolated, not measured.
-SIAMESE_ITERS = {1: 25, 2: 25, 3: 50, 5: 50, 10: 50}
-TFA_ITERS = {1: 50, 2: 200, 3: 300, 5: 500, 10: 800}
+# BENCHMARKS.md) at every K.
+SIAMESE_ITERS = {1: 25, 2: 50, 3: 50, 5: 50, 10: 50}
+TFA_ITERS = {1: 50, 2: 200, 3: 500, 5: 500, 10: 800}
 YOLO_ITERS = {1: 150, 2: 200, 3: 200, 5: 250, 10: 300}
 # method -> (base config, fine-tune config, iterations per K)
 FINETUNED = {
