@@ -184,16 +184,17 @@ def pm(agg) -> str:
 
 def minus_tfa(run: dict, tfa: dict) -> str:
     """'+d ± ci (t)': nAP50 of ``run`` minus TFA's, paired by split seed."""
-    from compare_seeds import paired_difference
+    from compare_seeds import paired_difference, pm as pm_points
 
     if tfa is None or run is tfa:
         return "-"
     if any(len(r["metrics"]["nAP50"]["values"]) != len(r["seeds"]) for r in (run, tfa)):
         return "n/a"  # a seed without novel AP cannot be paired
-    values = [dict(zip(r["seeds"], r["metrics"]["nAP50"]["values"])) for r in (run, tfa)]
+    values = [{s: 100 * v for s, v in zip(r["seeds"], r["metrics"]["nAP50"]["values"])}
+              for r in (run, tfa)]
     diff, t = paired_difference(*values)
-    mean = f"{100 * diff['mean']:+.1f}"
-    return mean if diff["ci95"] is None else f"{mean} ± {100 * diff['ci95']:.1f} (t {t:.1f})"
+    text = pm_points(diff, signed=True)
+    return text if diff["ci95"] is None else f"{text} (t {t:.1f})"
 
 
 def markdown(results: dict, args) -> str:

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ..data.fewshot import FewShotWarning
-from .checkpoint import save_atomic
+from .checkpoint import atomic_write_bytes, save_atomic
 from .defaults import resolve_device, seed_all
 
 logger = logging.getLogger(__name__)
@@ -243,16 +243,24 @@ def _first_test_metrics(cfg, all_metrics: Dict[str, Dict]) -> Dict[str, float]:
 
 def _write_results(cfg, metrics: Dict[str, float], mode: str) -> None:
     """The seed's config.yaml, then results.json (the "finished" mark ``finished_seed``
-    reads), each written to a temporary file first: a killed run leaves no partial file."""
+    reads), each written atomically: a killed run leaves no partial file."""
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     results = {"shots": cfg.FEWSHOT.SHOTS, "seed": cfg.FEWSHOT.SEED, "mode": mode,
                "dataset": cfg.DATASETS.TEST[0], "metrics": metrics}
-    for name, text in (("config.yaml", cfg.dump()), ("results.json", json.dumps(results,
-                                                                                indent=1))):
-        path = os.path.join(cfg.OUTPUT_DIR, name)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+    for name, text in (("config.yaml", cfg.dump()),
+                       ("results.json", json.dumps(results, indent=1))):
+        atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, name),
+                           lambda f, text=text: f.write(text.encode()))
+
+
+def changed_lines(path: str, text: str) -> List[str]:
+    """The "-old" / "+new" lines between the file at ``path`` (empty if missing) and ``text``."""
+    saved = ""
+    if os.path.isfile(path):
+        with open(path) as f:
+            saved = f.read()
+    diff = difflib.unified_diff(saved.splitlines(), text.splitlines(), lineterm="", n=0)
+    return [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
 
 
 def finished_seed(cfg, mode: str) -> Optional[Dict[str, float]]:
@@ -268,14 +276,7 @@ def finished_seed(cfg, mode: str) -> Optional[Dict[str, float]]:
         return None
     with open(path) as f:
         results = json.load(f)
-    saved = ""
-    config_path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
-    if os.path.isfile(config_path):
-        with open(config_path) as f:
-            saved = f.read()
-    changed = [line for line in difflib.unified_diff(saved.splitlines(), cfg.dump().splitlines(),
-                                                     lineterm="", n=0)
-               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    changed = changed_lines(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
     if results.get("mode") != mode or changed:
         what = (f"mode {results.get('mode')!r}, not {mode!r}" if results.get("mode") != mode
                 else "another config (" + "; ".join(changed[:4]) + ")")
