@@ -72,3 +72,53 @@ def test_recall_control_conditions_on_other_classes_supports():
     proposal_recall(model, [[item]], records, [2], topks=(10,), conditioned=False,
                     support_ids=[1, 3])
     assert seen == [[2], [1, 3], None]  # unconditioned: every class the model knows
+
+
+def test_support_score_is_highest_on_the_support_box_itself():
+    # cosine scale 1 and a zero background row: probability = sigmoid(cosine), which
+    # does not saturate at 1.0 for every box as the default scale 20 does
+    model = tiny_model("MODEL.ROI_BOX_HEAD.COSINE_SCALE", "1.0").eval()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight[0] = 0
+    s = supports([1, 2, 3], shots=1)
+    model.set_supports(s["images"], s["boxes"], s["labels"])
+    # the query IS class 2's support crop: the RoI of its support box has exactly class 2's
+    # prototype as its feature (cosine 1 with the imprinted weight), other boxes do not
+    from fewshot_det.modeling.meta_arch.preprocess import normalize_and_pad
+    images = normalize_and_pad([s["images"][1]], model.pixel_mean, model.pixel_std,
+                               model.backbone.size_divisibility)
+    with torch.no_grad():
+        features = model.backbone(images.tensors)
+        boxes = torch.cat([s["boxes"][1:2], torch.tensor(
+            [[0.0, 0.0, 30.0, 30.0], [20.0, 20.0, 64.0, 64.0], [8.0, 10.0, 40.0, 40.0]])])
+        scores = model.roi_heads.support_scores(
+            features, [boxes], model.prototype_bank.prototypes(1, [2]))[0]
+    assert scores.shape == (4,) and ((scores >= 0) & (scores <= 1)).all()
+    assert float(scores[0]) == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))), abs=1e-5)
+    assert (scores[1:] < scores[0] - 1e-3).all()
+
+
+def test_rescored_proposals_are_the_same_boxes_by_decreasing_support_score():
+    model = tiny_model().eval()
+    s = supports([1, 2, 3], shots=1)
+    model.set_supports(s["images"], s["boxes"], s["labels"])
+    item = query()
+    plain = model.propose([item], [2])[0]
+    rescored = model.propose([item], [2], rescore=True)[0]
+    assert sorted(map(tuple, plain.tolist())) == sorted(map(tuple, rescored.tolist()))
+    assert not torch.equal(plain, rescored)  # the ranking changed
+    from fewshot_det.modeling.meta_arch.preprocess import normalize_and_pad
+    images = normalize_and_pad([item["image"]], model.pixel_mean, model.pixel_std,
+                               model.backbone.size_divisibility)
+    with torch.no_grad():
+        scores = model.roi_heads.support_scores(model.backbone(images.tensors), [rescored],
+                                                model.prototype_bank.prototypes(1, [2]))[0]
+    assert (scores[:-1] >= scores[1:]).all()
+    # through proposal_recall: only support-conditioned models can be rescored
+    records = [{"image_id": 0, "annotations": [
+        {"bbox": [10.0, 10.0, 60.0, 70.0], "category_id": 2}]}]
+    out = proposal_recall(model, [[{**item, "image_id": 0}]], records, [2], topks=(10,),
+                          rescore=True)
+    assert 0 <= out["AR@10"] <= 1
+    with pytest.raises(ValueError, match="rescore"):
+        proposal_recall(tiny_model(siamese=False), [[item]], records, [2], rescore=True)

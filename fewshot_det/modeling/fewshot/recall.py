@@ -34,20 +34,27 @@ def proposal_limits(proposal_generator: nn.Module, topk: int):
 
 @torch.no_grad()
 def model_proposals(model: nn.Module, batch: List[dict],
-                    class_ids: Optional[Sequence[int]] = None) -> List[Tensor]:
+                    class_ids: Optional[Sequence[int]] = None,
+                    rescore: bool = False) -> List[Tensor]:
     """Proposals of a two-stage model in eval mode, in each image's ORIGINAL pixels.
 
     Uses ``model.propose(batch, class_ids)`` when the model has it (support-conditioned
     models: proposals for the prototypes of ``class_ids``, default all known classes),
-    else backbone -> proposal_generator (``GeneralizedRCNN``'s components).
+    else backbone -> proposal_generator (``GeneralizedRCNN``'s components). ``rescore``:
+    re-ranked by the support score (``SiameseRCNN.propose``; support-conditioned models
+    only).
 
     Returns:
         per image float [P, 4] XYXY, best first.
     """
     from ..meta_arch.preprocess import normalize_and_pad
 
+    if rescore and not hasattr(model, "propose"):
+        raise ValueError(f"rescore=True needs a support-conditioned model (with 'propose'); "
+                         f"{type(model).__name__} has none")
     if hasattr(model, "propose"):
-        proposals = model.propose(batch, class_ids)
+        proposals = model.propose(batch, class_ids, rescore=True) if rescore \
+            else model.propose(batch, class_ids)
     else:
         images = normalize_and_pad([item["image"] for item in batch], model.pixel_mean,
                                    model.pixel_std, model.backbone.size_divisibility)
@@ -78,7 +85,8 @@ def gt_boxes_of(record: dict, class_ids: Iterable[int]) -> Tensor:
 @torch.no_grad()
 def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids: Iterable[int],
                     *, topks: Sequence[int] = (100, 1000), conditioned: bool = True,
-                    support_ids: Optional[Iterable[int]] = None) -> Dict[str, float]:
+                    support_ids: Optional[Iterable[int]] = None,
+                    rescore: bool = False) -> Dict[str, float]:
     """Recall of the ``class_ids`` GT boxes by the model's top-k proposals.
 
     Args:
@@ -94,6 +102,7 @@ def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids
             ``conditioned``). The control for "the support helps": conditioned on other
             classes' supports, an attention that uses the support should recall the
             ``class_ids`` objects less well.
+        rescore: rank the proposals by their support score (``model_proposals``).
     Returns:
         {"AR@k": ..., "R50@k": ... for every k, "num_gt": G total, "num_images"}; -1 when
         there is no GT instance.
@@ -107,7 +116,8 @@ def proposal_recall(model: nn.Module, loader, records: Sequence[dict], class_ids
     try:
         with proposal_limits(model.proposal_generator, max(topks)):
             for batch in loader:
-                proposals = model_proposals(model, batch, propose_for if conditioned else None)
+                proposals = model_proposals(model, batch, propose_for if conditioned else None,
+                                            rescore)
                 for item, props in zip(batch, proposals):
                     gt = gt_boxes_of(by_id[str(item["image_id"])], class_ids)
                     for k in topks:

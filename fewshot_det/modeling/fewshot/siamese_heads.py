@@ -183,6 +183,22 @@ class SiameseROIHeads(StandardROIHeads):
             det["labels"] = ids[det["labels"] - 1]
         return detections, {}
 
+    def support_scores(self, features: Dict[str, Tensor], proposals: List[Tensor],
+                       prototypes: Prototypes) -> List[Tensor]:
+        """How much each proposal looks like one of the supports: the (K+1)-way softmax
+        probability of its best foreground column, on the proposal box as it is (no
+        class-specific refinement).
+
+        Args:
+            features: backbone outputs of the queries; proposals: per image [P_i, 4].
+        Returns:
+            per image float [P_i] in [0, 1].
+        """
+        x = self.box_head(self.pooler([features[f] for f in self.in_features], proposals))
+        logits, _ = self.predict(x, proposals, prototypes)
+        best = logits.softmax(dim=1)[:, 1:].max(dim=1).values
+        return list(best.split([len(p) for p in proposals]))
+
     def predict(self, x: Tensor, proposals: List[Tensor], prototypes: Prototypes
                 ) -> Tuple[Tensor, Tensor]:
         """Raw predictor outputs for RoI features ``x`` [R, D], images concatenated.

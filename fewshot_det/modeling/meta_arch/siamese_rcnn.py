@@ -267,20 +267,31 @@ class SiameseRCNN(GeneralizedRCNN):
         return {**proposal_losses, **detector_losses}
 
     @torch.no_grad()
-    def propose(self, batch: List[dict], class_ids: Optional[Sequence[int]] = None
-                ) -> List[Tensor]:
+    def propose(self, batch: List[dict], class_ids: Optional[Sequence[int]] = None,
+                rescore: bool = False) -> List[Tensor]:
         """Proposals of every image (eval mode), in resized-image pixels, conditioned on the
         bank's prototypes of ``class_ids`` (default: every known class) or on the batch's
         own supports.
 
+        Args:
+            rescore: re-rank the attention RPN's proposals by their support score in the
+                box head (``SiameseROIHeads.support_scores``: best column's softmax
+                probability), a second, RoI-level matching step. It costs one box-head pass
+                over the proposals, the detector's own second stage, so it changes the
+                ranking ``propose`` reports, never the detections of ``forward``.
         Returns:
-            per image float [P, 4] XYXY, by decreasing merged objectness.
+            per image float [P, 4] XYXY, by decreasing merged objectness (or support score).
         """
         images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
                                    self.pixel_std, self.backbone.size_divisibility)
         features = self.backbone(images.tensors)
         prototypes = self.inference_prototypes(batch, class_ids)
-        return self.proposal_generator(images, features, prototypes)[0]
+        proposals = self.proposal_generator(images, features, prototypes)[0]
+        if not rescore:
+            return proposals
+        scores = self.roi_heads.support_scores(features, proposals, prototypes)
+        # stable: equal scores keep the objectness order
+        return [p[s.argsort(descending=True, stable=True)] for p, s in zip(proposals, scores)]
 
 
 def with_bank_columns(prototypes: Prototypes, bank: PrototypeBank) -> Prototypes:
