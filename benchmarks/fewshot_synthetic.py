@@ -18,12 +18,16 @@ Stages (each skipped when its outputs exist, so an interrupted run continues):
 3. novel-class proposal recall (AR@100, AR@1000 on shapes_test) of the plain RPN (TFA
    base) and the attention RPN (siamese base + K-shot novel supports; and fine-tuned),
    with a control: the attention RPN given the base classes' supports instead. A
-   support-conditioned RPN earns its name only above both the plain RPN and the control;
+   support-conditioned RPN earns its name only above both the plain RPN and the control.
+   Also re-ranked by the head's support score (``SiameseRCNN.propose(rescore=True)``),
+   with the same control, and (``--dense-grid``, default 3) on 3 x 3 mosaics of the test
+   images, where 100 proposals no longer cover every object;
 4. OUTPUT/fewshot_synthetic.md (the tables, mean ± 95 % CI over seeds, and nAP50 minus
    TFA's paired by split seed) and .json. An interrupted fine-tuning stage resumes.
 
 Duration on 2 quiet CPU cores with the defaults: about 1.2 hours (plain / TFA base ~14 min,
-the siamese episodic stage ~5 min, then ~4 min per (K, seed) for all methods). Trailing
+the siamese episodic stage ~5 min, then ~4 min per (K, seed) for all methods, and ~8 min
+per K of proposal recall). Trailing
 KEY VALUE overrides apply to every stage (e.g. a smaller dataset for a smoke test).
 """
 from __future__ import annotations
@@ -71,6 +75,9 @@ def parse_args(argv=None):
                    help="add the YOLO-ft baseline (YOLO-grid base training + fine-tunes)")
     p.add_argument("--base-iters", type=int, default=0, help="override both base schedules")
     p.add_argument("--ft-iters", type=int, default=0, help="override every fine-tune schedule")
+    p.add_argument("--dense-grid", type=int, default=3,
+                   help="also measure proposal recall on g x g mosaics of the test images "
+                        "(benchmarks/dense_scenes.py; 0: off)")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE")
     return p.parse_args(argv)
 
@@ -143,6 +150,66 @@ def novel_recall(cfg, weights: str, prototypes: str = "", conditioned: bool = Tr
                            support_ids=others if wrong_supports else None, rescore=rescore)
 
 
+# recall rows of the siamese models: label -> (fine-tuned model?, novel_recall keywords)
+SIAMESE_RECALL = {
+    "attention RPN (siamese base + novel supports)": (False, {}),
+    "attention RPN (siamese base, all 12 classes' prototypes)": (False, {"conditioned": False}),
+    "control: attention RPN on the base classes' supports only": (
+        False, {"wrong_supports": True}),
+    "attention RPN (siamese fine-tuned, novel prototypes)": (True, {}),
+    "+ support re-scoring (siamese base + novel supports)": (False, {"rescore": True}),
+    "control: + support re-scoring, base classes' supports only": (
+        False, {"wrong_supports": True, "rescore": True}),
+    "+ support re-scoring (siamese fine-tuned, novel prototypes)": (True, {"rescore": True}),
+}
+# the rows also measured on dense scenes (base models only)
+DENSE_RECALL = [name for name, (tuned, _) in SIAMESE_RECALL.items()
+                if not tuned and "all 12" not in name]
+
+
+def dense_overrides(cfg, out: str, grid: int) -> list:
+    """KEY VALUE overrides that test on ``grid`` x ``grid`` mosaics of the first test set
+    (benchmarks/dense_scenes.py, written under ``out``), at ``grid`` times the test size
+    so every object keeps its size."""
+    from dense_scenes import write_mosaics
+    from fewshot_det.data.catalog import DatasetCatalog
+
+    name = cfg.DATASETS.TEST[0]
+    fields = DatasetCatalog.load(name, check_images=False)[1]
+    if fields.get("evaluator_type") != "voc" or "dataset_root" not in fields:
+        raise ValueError(f"--dense-grid needs a VOC-layout first test set, {name!r} is not")
+    root = write_mosaics(fields["dataset_root"], os.path.join(out, f"dense_{grid}x{grid}"),
+                         grid, fields.get("split", "test"))
+    side = str(cfg.INPUT.MIN_SIZE_TEST * grid)
+    return ["DATASETS.TEST", f"('voc:{root}:test',)", "INPUT.MIN_SIZE_TEST", side,
+            "INPUT.MAX_SIZE_TEST", side]
+
+
+def recall_rows(args, opts, out, shots, splits, names, prefix="") -> dict:
+    """Per-seed novel recall of the plain RPN and of the siamese rows ``names``."""
+    tfa = config("fewshot_tfa_base_shapes.yaml", os.path.join(out, "tfa_base"), opts)
+    sia = config("fewshot_siamese_base_shapes.yaml", os.path.join(out, "siamese_base"), opts)
+    ft = config("fewshot_siamese_ft_shapes.yaml", os.path.join(out, "tmp"), opts,
+                FEWSHOT__SHOTS=shots, FEWSHOT__SPLIT_DIR=splits)
+    plain = novel_recall(tfa, os.path.join(tfa.OUTPUT_DIR, "model_final.pth"))
+    rows = {prefix + "plain RPN (TFA base)": [plain] * len(args.seeds)}
+    for name in names:
+        tuned, kwargs = SIAMESE_RECALL[name]
+        runs = []
+        for seed in args.seeds:
+            protos = os.path.join(out, f"siamese_support_{shots}shot", f"seed{seed}",
+                                  "prototypes.pth")
+            if tuned:
+                weights = os.path.join(out, f"siamese_{shots}shot", f"seed{seed}",
+                                       "model_final.pth")
+                runs.append(novel_recall(ft, weights, **kwargs))
+            else:
+                runs.append(novel_recall(sia, os.path.join(sia.OUTPUT_DIR, "model_final.pth"),
+                                         protos, **kwargs))
+        rows[prefix + name] = runs
+    return rows
+
+
 def recall_stage(args, opts, out, shots, splits) -> dict:
     from fewshot_det.engine.fewshot import aggregate
 
@@ -150,35 +217,12 @@ def recall_stage(args, opts, out, shots, splits) -> dict:
     if os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
-    tfa = config("fewshot_tfa_base_shapes.yaml", os.path.join(out, "tfa_base"), opts)
-    sia = config("fewshot_siamese_base_shapes.yaml", os.path.join(out, "siamese_base"), opts)
-    plain = novel_recall(tfa, os.path.join(tfa.OUTPUT_DIR, "model_final.pth"))
-    rows = {"plain RPN (TFA base)": [plain] * len(args.seeds)}
-    support, every, wrong, tuned = [], [], [], []
-    rescored, rescored_wrong, rescored_tuned = [], [], []
-    for seed in args.seeds:
-        protos = os.path.join(out, f"siamese_support_{shots}shot", f"seed{seed}",
-                              "prototypes.pth")
-        base = os.path.join(sia.OUTPUT_DIR, "model_final.pth")
-        support.append(novel_recall(sia, base, protos))
-        every.append(novel_recall(sia, base, protos, conditioned=False))
-        wrong.append(novel_recall(sia, base, protos, wrong_supports=True))
-        rescored.append(novel_recall(sia, base, protos, rescore=True))
-        rescored_wrong.append(novel_recall(sia, base, protos, wrong_supports=True,
-                                           rescore=True))
-        ft = config("fewshot_siamese_ft_shapes.yaml", os.path.join(out, "tmp"), opts,
-                    FEWSHOT__SHOTS=shots, FEWSHOT__SPLIT_DIR=splits)
-        tuned_weights = os.path.join(out, f"siamese_{shots}shot", f"seed{seed}",
-                                     "model_final.pth")
-        tuned.append(novel_recall(ft, tuned_weights))
-        rescored_tuned.append(novel_recall(ft, tuned_weights, rescore=True))
-    rows["attention RPN (siamese base + novel supports)"] = support
-    rows["attention RPN (siamese base, all 12 classes' prototypes)"] = every
-    rows["control: attention RPN on the base classes' supports only"] = wrong
-    rows["attention RPN (siamese fine-tuned, novel prototypes)"] = tuned
-    rows["+ support re-scoring (siamese base + novel supports)"] = rescored
-    rows["control: + support re-scoring, base classes' supports only"] = rescored_wrong
-    rows["+ support re-scoring (siamese fine-tuned, novel prototypes)"] = rescored_tuned
+    rows = recall_rows(args, opts, out, shots, splits, list(SIAMESE_RECALL))
+    if args.dense_grid:
+        g = args.dense_grid
+        dense = dense_overrides(config("fewshot_tfa_base_shapes.yaml", out, opts), out, g)
+        rows.update(recall_rows(args, list(opts) + dense, out, shots, splits, DENSE_RECALL,
+                                prefix=f"dense {g}x{g}: "))
     result = {name: {k: aggregate([r[k] for r in runs]) for k in RECALL_COLUMNS}
               for name, runs in rows.items()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
