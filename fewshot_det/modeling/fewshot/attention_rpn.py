@@ -44,6 +44,12 @@ Design (Attention-RPN of Fan et al. 2020, generalised from its 2-way episodes to
    ranking (R50@5 0.41 vs 0.59 for the plain RPN). Balanced, a correlation that cannot
    tell classes apart stays near zero and leaves the prior's ranking as it is.
 
+What it does not do (BENCHMARKS.md, sessions 5-6): on the quick start's features it does
+not pick the support's class. Given the wrong classes' supports, it ranks the same, and in
+dense scenes it ranks below the plain RPN. Proposals that follow the support come from
+the RoI-level step, ``SiameseRCNN.propose(rescore=True)``, which matches box-aligned
+features through the box head.
+
 """
 from __future__ import annotations
 
