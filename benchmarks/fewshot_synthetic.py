@@ -15,7 +15,7 @@ Stages (each skipped when its outputs exist, so an interrupted run continues):
    - TFA fine-tuned (fewshot_tfa_ft_shapes.yaml, cosine predictor only);
    - with --yolo, the YOLO-ft baseline too: YOLO-grid base training on the base classes
      (yolo_fewshot_base_shapes.yaml), then fine-tunes (yolo_fewshot_ft_shapes.yaml);
-3. novel-class proposal recall (AR@100, AR@1000 on shapes_test) of the plain RPN (TFA
+3. novel-class proposal recall (AR@10 to AR@1000 on shapes_test) of the plain RPN (TFA
    base) and the attention RPN (siamese base + K-shot novel supports; and fine-tuned),
    with a control: the attention RPN given the base classes' supports instead. A
    support-conditioned RPN earns its name only above both the plain RPN and the control.
