@@ -132,3 +132,23 @@ def test_voc_file_reproduces_partial_image(tmp_path):
         per_class = sample_kshot(recs, ["x"], 2, seed=0)
     write_class_splits(per_class, str(tmp_path), 2, 0, "voc", meta)
     assert _core(load_class_splits(str(tmp_path), recs, meta, 2, 0)) == _core(per_class)
+
+
+@pytest.mark.parametrize("fmt", ["voc", "coco"])
+def test_split_files_are_replaced_whole_never_left_partial(shapes, tmp_path, fmt, monkeypatch):
+    _, records, meta = shapes
+    per_class = sample_kshot(records, meta["thing_classes"], 2, seed=0, classes=["ring"])
+    (path,) = write_class_splits(per_class, str(tmp_path), 2, 0, fmt, meta)
+    before = open(path).read()
+    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]  # no temp file left
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)  # the process dies while writing again
+    other = sample_kshot(records, meta["thing_classes"], 2, seed=1, classes=["ring"])
+    with pytest.raises(OSError, match="disk full"):
+        write_class_splits(other, str(tmp_path), 2, 0, fmt, meta)
+    assert open(path).read() == before
+    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
