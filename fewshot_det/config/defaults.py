@@ -82,7 +82,8 @@ _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
 _C.MODEL.ANCHOR_GENERATOR.STRIDE_FROM_SHAPE = False
 
 _C.MODEL.RPN = CN()
-# Proposal generator: "RPN" or "AttentionRPN" (support-conditioned, few-shot).
+# Proposal generator: "RPN", or for SiameseRCNN a support-conditioned one: "AttentionRPN"
+# (learned anchor-window correlation) or "SupportMatchingRPN" (box-feature matching).
 _C.MODEL.RPN.NAME = "RPN"
 _C.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
 # IoU thresholds: anchors below IOU_THRESHOLDS[0] are negative, above [1] positive.
@@ -107,6 +108,13 @@ _C.MODEL.RPN.BBOX_REG_WEIGHTS = [1.0, 1.0, 1.0, 1.0]
 # and the side of the support kernel correlated with every query level
 _C.MODEL.RPN.ATTENTION_DIM = 64
 _C.MODEL.RPN.ATTENTION_KERNEL = 3
+# SupportMatchingRPN only (nothing learned): the backbone output each candidate box is
+# matched on (the finest FPN level: where box-aligned features carry class identity), its
+# RoIAlign bins per side, and the logit added to the prior per unit of cosine similarity
+# between the box's features and a support prototype.
+_C.MODEL.RPN.MATCH_FEATURE = "p3"
+_C.MODEL.RPN.MATCH_BINS = 4
+_C.MODEL.RPN.MATCH_WEIGHT = 5.0
 
 _C.MODEL.ROI_HEADS = CN()
 _C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"

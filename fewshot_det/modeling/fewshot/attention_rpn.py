@@ -48,7 +48,9 @@ What it does not do (BENCHMARKS.md, sessions 5-6): on the quick start's features
 not pick the support's class. Given the wrong classes' supports, it ranks the same, and in
 dense scenes it ranks below the plain RPN. Proposals that follow the support come from
 the RoI-level step, ``SiameseRCNN.propose(rescore=True)``, which matches box-aligned
-features through the box head.
+features through the box head. That ranking does not improve detection over giving the
+box head more proposals (session 7); ``SupportMatchingRPN`` is a training-free
+alternative that does not cost recall in clutter.
 
 """
 from __future__ import annotations

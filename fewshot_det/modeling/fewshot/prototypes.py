@@ -1,13 +1,14 @@
 """Class prototypes: support features averaged over shots, and the bank that caches them.
 
 Shape glossary: N query images, M support crops, K classes (columns of one forward),
-L RPN feature levels, E RPN prototype length (C FPN channels x k x k), D box-head width.
+L RPN feature levels, E RPN prototype length (the RPN's ``prototype_dim``), D box-head width.
 
 A prototype has two parts, one per consumer:
 
-* ``rpn`` [L, E]: per RPN level, the support kernel that the attention RPN correlates
-  with the query's patches: the FPN features of the support box, RoIAligned to k x k
-  at the box's natural level (the same kernel for every level, see ``AttentionRPN``).
+* ``rpn`` [L, E]: per RPN level, what the support-conditioned RPN matches query
+  candidates with: for ``SupportMatchingRPN`` the unit vector of the support box's
+  finest-level features (s x s bins), for ``AttentionRPN`` the kernel of its FPN
+  features at its natural level (k x k); the same for every level.
 * ``head`` [D]: the box head's feature of the support box (RoIAlign at the box's level +
   the FC head), the same space as the query RoI features; the predictor derives the
   class's classifier weight and box-regression gate from it.

@@ -4,11 +4,14 @@ Shape glossary: N query images, M support crops, S crop side, K class columns,
 L RPN levels, E RPN prototype length, D box-head width, D_i detections of image i.
 
     supports [M, 3, S, S] --backbone (shared with the query)--> features
-        -> AttentionRPN.support_features (RPN kernels [M, L, E])
+        -> RPN.support_features (RPN prototypes [M, L, E])
         -> SiameseROIHeads.support_features (head prototypes [M, D])
         -> mean over shots per class -> Prototypes (K columns)
-    query -> backbone -> AttentionRPN(prototypes) -> proposals
+    query -> backbone -> support-conditioned RPN(prototypes) -> proposals
           -> SiameseROIHeads(prototypes) -> (K+1)-way softmax + class-specific deltas
+
+The RPN is ``SupportMatchingRPN`` (box features matched with the support, nothing
+learned) or ``AttentionRPN`` (a learned anchor-window correlation) (MODEL.RPN.NAME).
 
 Where the prototypes come from:
 
@@ -31,7 +34,8 @@ trained first (the same run as the TFA baseline's base model), then the siamese 
 starts from its weights with the detector frozen (backbone, RPN conv / objectness / deltas,
 box head: parameters fixed and kept in eval mode, so batch norm uses its running
 statistics for queries and supports alike) and learns only the conditioning: the
-attention RPN's correlation and the predictor's prototype-to-weight map and class rows.
+predictor's prototype-to-weight map and class rows (and the ``AttentionRPN``'s
+correlation; ``SupportMatchingRPN`` learns nothing).
 Trained jointly from scratch, the episodic losses left the shared features far weaker than
 the plain detector's (34 vs 67 bAP50 on the synthetic benchmark, BENCHMARKS.md).
 Fine-tuning then unfreezes everything above ``FREEZE_AT``.
@@ -58,7 +62,8 @@ class SiameseRCNN(GeneralizedRCNN):
 
     Args:
         backbone, pixel_mean, pixel_std: as ``GeneralizedRCNN``.
-        proposal_generator: support-conditioned (``AttentionRPN``: ``support_features`` +
+        proposal_generator: support-conditioned (``SupportMatchingRPN``, ``AttentionRPN``:
+            ``prototype_dim``, ``support_features`` and
             ``forward(images, features, prototypes, targets)``).
         roi_heads: support-conditioned (``SiameseROIHeads``).
         prototype_momentum: of the running prototype bank (MODEL.SIAMESE.PROTOTYPE_MOMENTUM).
@@ -82,7 +87,8 @@ class SiameseRCNN(GeneralizedRCNN):
                  bank_columns: bool = True):
         super().__init__(backbone=backbone, proposal_generator=proposal_generator,
                          roi_heads=roi_heads, pixel_mean=pixel_mean, pixel_std=pixel_std)
-        for part, key in ((proposal_generator, "MODEL.RPN.NAME (e.g. AttentionRPN)"),
+        for part, key in ((proposal_generator,
+                           "MODEL.RPN.NAME (SupportMatchingRPN or AttentionRPN)"),
                           (roi_heads, "MODEL.ROI_HEADS.NAME (e.g. SiameseROIHeads)")):
             if not hasattr(part, "support_features"):
                 raise ValueError(f"SiameseRCNN needs a support-conditioned {key}; "
