@@ -401,9 +401,3 @@ _C.MODEL.SIAMESE.TRAIN_PROTOTYPES = "episode"
 # class of the prototype bank (detached running prototypes), so the heads learn to rank
 # among all known classes as at inference.
 _C.MODEL.SIAMESE.BANK_COLUMNS = True
-# Inference: the RPN proposes this many candidates per image, the box head's support score
-# (best class column's softmax probability) ranks them, and the best
-# MODEL.RPN.POST_NMS_TOPK_TEST go on to the box head: a second, RoI-level step of the
-# support-conditioned RPN, where the model's features carry class identity. Matters when
-# an image holds more objects than the box head gets proposals (clutter). 0 = off.
-_C.MODEL.SIAMESE.RESCORE_CANDIDATES = 0

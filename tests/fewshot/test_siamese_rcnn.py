@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from fewshot_det.modeling.fewshot import AttentionRPN
-from fewshot_det.modeling.meta_arch.preprocess import normalize_and_pad
 from fewshot_fixtures import query, supports, tiny_cfg, tiny_model
 
 
@@ -212,31 +211,3 @@ def test_bank_training_prototypes_score_every_known_class_from_the_bank():
     with pytest.raises(ValueError, match="TRAIN_PROTOTYPES"):
         tiny_model("MODEL.SIAMESE.TRAIN_PROTOTYPES", "mean")
 
-
-def test_rescored_candidates_choose_the_proposals_the_box_head_gets():
-    model = tiny_model("MODEL.RPN.POST_NMS_TOPK_TEST", "5",
-                       "MODEL.SIAMESE.RESCORE_CANDIDATES", "40").eval()
-    s = supports([1, 2])
-    model.set_supports(s["images"], s["boxes"], s["labels"])
-    batch = [query(seed=3)]
-    images = normalize_and_pad([batch[0]["image"]], model.pixel_mean, model.pixel_std,
-                               model.backbone.size_divisibility)
-    features = model.backbone(images.tensors)
-    prototypes = model.inference_prototypes(batch)
-    plain = model.proposal_generator(images, features, prototypes)[0][0]
-    assert len(plain) == 5
-    calls = []
-
-    def last_first(features, proposals, prototypes):  # a support score preferring the last
-        calls.append(len(proposals[0]))
-        return [torch.arange(len(p), dtype=torch.float32) for p in proposals]
-
-    model.roi_heads.support_scores = last_first
-    chosen = model.conditioned_proposals(images, features, prototypes)[0]
-    assert calls == [40]  # 40 candidates scored
-    assert len(chosen) == 5  # the box head still gets POST_NMS_TOPK_TEST
-    assert not any(torch.equal(chosen[0], p) for p in plain)  # one the RPN ranked below 5th
-    assert model.proposal_generator.post_nms_topk[1] == 5  # limits restored
-    model.rescore_candidates = 0
-    torch.testing.assert_close(model.conditioned_proposals(images, features, prototypes)[0],
-                               plain)

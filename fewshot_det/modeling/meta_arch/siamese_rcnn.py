@@ -49,7 +49,6 @@ from torch import Tensor, nn
 
 from ..backbone import Backbone
 from ..fewshot.prototypes import PrototypeBank, Prototypes, average_shots
-from ..fewshot.recall import proposal_limits
 from ..registry import META_ARCH_REGISTRY
 from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
 from .rcnn import GeneralizedRCNN
@@ -79,15 +78,13 @@ class SiameseRCNN(GeneralizedRCNN):
             episode prototype is noise around the K-shot mean; MODEL.SIAMESE.TRAIN_PROTOTYPES).
         bank_columns: add the bank's other classes as columns in training
             (MODEL.SIAMESE.BANK_COLUMNS).
-        rescore_candidates: at inference, rank this many RPN candidates by their support
-            score and keep the RPN's usual number (0 = off; MODEL.SIAMESE.RESCORE_CANDIDATES).
     """
 
     def __init__(self, *, backbone: Backbone, proposal_generator: nn.Module,
                  roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float],
                  prototype_momentum: float = 0.99, freeze_detector: bool = False,
                  norm_eval: bool = False, train_prototypes: str = "episode",
-                 bank_columns: bool = True, rescore_candidates: int = 0):
+                 bank_columns: bool = True):
         super().__init__(backbone=backbone, proposal_generator=proposal_generator,
                          roi_heads=roi_heads, pixel_mean=pixel_mean, pixel_std=pixel_std)
         for part, key in ((proposal_generator,
@@ -111,10 +108,6 @@ class SiameseRCNN(GeneralizedRCNN):
                              f"{train_prototypes!r}")
         self.train_prototypes = train_prototypes
         self.bank_columns = bank_columns
-        if rescore_candidates < 0:
-            raise ValueError(f"MODEL.SIAMESE.RESCORE_CANDIDATES must be >= 0, got "
-                             f"{rescore_candidates}")
-        self.rescore_candidates = rescore_candidates
         if freeze_detector:
             for module in self.frozen_modules():
                 module.requires_grad_(False)
@@ -127,8 +120,7 @@ class SiameseRCNN(GeneralizedRCNN):
                    freeze_detector=cfg.MODEL.SIAMESE.FREEZE_DETECTOR,
                    norm_eval=cfg.MODEL.SIAMESE.NORM_EVAL,
                    train_prototypes=cfg.MODEL.SIAMESE.TRAIN_PROTOTYPES,
-                   bank_columns=cfg.MODEL.SIAMESE.BANK_COLUMNS,
-                   rescore_candidates=cfg.MODEL.SIAMESE.RESCORE_CANDIDATES)
+                   bank_columns=cfg.MODEL.SIAMESE.BANK_COLUMNS)
 
     def frozen_modules(self) -> List[nn.Module]:
         """The plain detector's modules, fixed when ``freeze_detector``."""
@@ -262,7 +254,7 @@ class SiameseRCNN(GeneralizedRCNN):
         features = self.backbone(images.tensors)
         if not self.training:
             prototypes = self.inference_prototypes(batch)
-            proposals = self.conditioned_proposals(images, features, prototypes)
+            proposals, _ = self.proposal_generator(images, features, prototypes)
             detections, _ = self.roi_heads(images, features, proposals, prototypes)
             return rescale_detections(detections, batch, images.image_sizes)
         with torch.set_grad_enabled(self.train_prototypes == "episode"):
@@ -301,25 +293,10 @@ class SiameseRCNN(GeneralizedRCNN):
         features = self.backbone(images.tensors)
         prototypes = self.inference_prototypes(batch, class_ids)
         proposals = self.proposal_generator(images, features, prototypes)[0]
-        return self.rank_by_support(features, proposals, prototypes) if rescore else proposals
-
-    def conditioned_proposals(self, images, features: Dict[str, Tensor],
-                              prototypes: Prototypes) -> List[Tensor]:
-        """The box head's proposals at inference: the RPN's, or with ``rescore_candidates``
-        the best of that many candidates by support score (RPN's top-k kept)."""
-        rpn = self.proposal_generator
-        if not self.rescore_candidates:
-            return rpn(images, features, prototypes)[0]
-        keep = rpn.post_nms_topk[1]
-        with proposal_limits(rpn, max(keep, self.rescore_candidates)):
-            candidates = rpn(images, features, prototypes)[0]
-        return [p[:keep] for p in self.rank_by_support(features, candidates, prototypes)]
-
-    def rank_by_support(self, features: Dict[str, Tensor], proposals: List[Tensor],
-                        prototypes: Prototypes) -> List[Tensor]:
-        """``proposals`` re-ordered by their support score in the box head
-        (``SiameseROIHeads.support_scores``); equal scores keep the RPN's order."""
+        if not rescore:
+            return proposals
         scores = self.roi_heads.support_scores(features, proposals, prototypes)
+        # stable: equal scores keep the objectness order
         return [p[s.argsort(descending=True, stable=True)] for p, s in zip(proposals, scores)]
 
 
