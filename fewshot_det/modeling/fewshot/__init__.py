@@ -14,7 +14,8 @@ from .siamese_heads import SiameseROIHeads, PrototypeCosineOutputLayers
 from .surgery import (SURGERY_REGISTRY, ClassRows, SurgeryReport, class_surgery,
                       register_surgery, remap_class_rows, source_rows)
 
-__all__ = ["AttentionRPN", "rms_normalize", "SupportMatchingRPN", "box_vectors", "PrototypeBank", "Prototypes", "average_shots",
+__all__ = ["AttentionRPN", "rms_normalize", "SupportMatchingRPN", "box_vectors",
+           "PrototypeBank", "Prototypes", "average_shots",
            "model_proposals", "proposal_limits", "proposal_recall", "recall_at",
            "SiameseROIHeads", "PrototypeCosineOutputLayers", "SURGERY_REGISTRY", "ClassRows",
            "SurgeryReport", "class_surgery", "register_surgery", "remap_class_rows",
