@@ -129,6 +129,7 @@ def main(argv=None) -> None:
     from fewshot_det.checkpoint import load_weights
     from fewshot_det.data.synthetic import ensure_synthetic_dataset
     from fewshot_det.engine.defaults import load_config
+    from fewshot_det.engine.fewshot import aggregate
     from fewshot_det.modeling import build_model
 
     args = parse_args(argv)
@@ -179,14 +180,15 @@ def main(argv=None) -> None:
                 print(seed, set_name, key, {k: round(100 * v, 1) for k, v in row.items()
                                             if k in ("AR@10", "AR@100", "AR@1000", "R50@100")},
                       flush=True)
-    print("\nmean over seeds", args.seeds, "(%)")
+    print("\nmean ± 95 % CI over seeds", args.seeds, "(%)")
     table = {}
-    for key, rows in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        mean = {k: 100 * sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-        table[" | ".join(map(str, key))] = mean
-        print(" | ".join(map(str, key)), " ".join(f"{k} {mean[k]:.1f}" for k in
-                                                   ("AR@10", "AR@20", "AR@100", "AR@1000",
-                                                    "R50@100")))
+    for key, rows in sorted(results.items(), key=lambda kv: kv[0][:3]):
+        stats = {k: aggregate([100 * r[k] for r in rows]) for k in rows[0]}
+        table[" | ".join(map(str, key))] = stats
+        print(" | ".join(map(str, key)), " ".join(
+            f"{k} {stats[k]['mean']:.1f}" + (f" ± {stats[k]['ci95']:.1f}"
+                                             if stats[k]["ci95"] is not None else "")
+            for k in ("AR@10", "AR@20", "AR@100", "AR@1000", "R50@100")))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(table, f, indent=1)
