@@ -9,7 +9,7 @@ import fewshot_det
 from fewshot_det.modeling import build_model
 
 EDP_CLASSES = ["pole", "insulator", "bird_nest"]  # "pole" base, the other two novel
-SIAMESE = ["MODEL.META_ARCHITECTURE", "SiameseRCNN", "MODEL.RPN.NAME", "AttentionRPN",
+SIAMESE = ["MODEL.META_ARCHITECTURE", "SiameseRCNN",
            "MODEL.ROI_HEADS.NAME", "SiameseROIHeads",
            "MODEL.ROI_BOX_HEAD.PREDICTOR", "PrototypeCosineOutputLayers"]
 

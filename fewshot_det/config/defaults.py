@@ -82,8 +82,8 @@ _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
 _C.MODEL.ANCHOR_GENERATOR.STRIDE_FROM_SHAPE = False
 
 _C.MODEL.RPN = CN()
-# Proposal generator: "RPN", or for SiameseRCNN a support-conditioned one: "AttentionRPN"
-# (learned anchor-window correlation) or "SupportMatchingRPN" (box-feature matching).
+# Proposal generator (registry name). SiameseRCNN conditions the RPN's candidates on the
+# supports itself (MODEL.SIAMESE.PROPOSAL_CANDIDATES).
 _C.MODEL.RPN.NAME = "RPN"
 _C.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
 # IoU thresholds: anchors below IOU_THRESHOLDS[0] are negative, above [1] positive.
@@ -104,17 +104,6 @@ _C.MODEL.RPN.SMOOTH_L1_BETA = 1.0 / 9
 _C.MODEL.RPN.LOSS_WEIGHT = 1.0
 # Weights (wx, wy, ww, wh) of the anchor box coder.
 _C.MODEL.RPN.BBOX_REG_WEIGHTS = [1.0, 1.0, 1.0, 1.0]
-# AttentionRPN only: width of the small network that scores query-support correlations,
-# and the side of the support kernel correlated with every query level
-_C.MODEL.RPN.ATTENTION_DIM = 64
-_C.MODEL.RPN.ATTENTION_KERNEL = 3
-# SupportMatchingRPN only (nothing learned): the backbone output each candidate box is
-# matched on (the finest FPN level: where box-aligned features carry class identity), its
-# RoIAlign bins per side, and the logit added to the prior per unit of cosine similarity
-# between the box's features and a support prototype.
-_C.MODEL.RPN.MATCH_FEATURE = "p3"
-_C.MODEL.RPN.MATCH_BINS = 4
-_C.MODEL.RPN.MATCH_WEIGHT = 5.0
 
 _C.MODEL.ROI_HEADS = CN()
 _C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
@@ -385,8 +374,7 @@ _C.MODEL.SIAMESE.PROTOTYPE_MOMENTUM = 0.99
 # alone (its learned class row dropped): this is what teaches the prototype-to-weight map
 # used for classes given only as supports.
 _C.MODEL.SIAMESE.PROTOTYPE_ONLY_PROB = 0.5
-# Train only the support conditioning (attention RPN correlation, prototype-to-weight map,
-# class rows) on top of a trained plain detector loaded from MODEL.WEIGHTS, whose backbone,
+# Train only the support conditioning (prototype-to-weight map, class rows) on top of a trained plain detector loaded from MODEL.WEIGHTS, whose backbone,
 # RPN and box head stay fixed (batch norm in eval mode). The siamese base stage.
 _C.MODEL.SIAMESE.FREEZE_DETECTOR = False
 # Keep batch norm in eval mode while training (running statistics, never updated): for
@@ -401,3 +389,9 @@ _C.MODEL.SIAMESE.TRAIN_PROTOTYPES = "episode"
 # class of the prototype bank (detached running prototypes), so the heads learn to rank
 # among all known classes as at inference.
 _C.MODEL.SIAMESE.BANK_COLUMNS = True
+# The support-conditioned proposal stage, at inference: the RPN proposes this many
+# candidates per image, the box head scores each against the class prototypes (best
+# column's softmax probability), and the MODEL.RPN.POST_NMS_TOPK_TEST best by that support
+# score go on to the box head. Objects of the support's class are kept in clutter, where
+# the RPN's objectness order alone would drop them. 0 = the RPN's proposals as they are.
+_C.MODEL.SIAMESE.PROPOSAL_CANDIDATES = 1000

@@ -1,22 +1,16 @@
-"""Few-shot parts: support prototypes, the support-conditioned RPNs and box head,
-class-count surgery and proposal recall.
+"""Few-shot parts: support prototypes, the support-conditioned box head and class-count
+surgery.
 
 The meta-architecture that assembles them is ``meta_arch.siamese_rcnn.SiameseRCNN``;
-importing this package registers ``AttentionRPN`` and ``SupportMatchingRPN``
-(MODEL.RPN.NAME), ``SiameseROIHeads`` (MODEL.ROI_HEADS.NAME) and
+importing this package registers ``SiameseROIHeads`` (MODEL.ROI_HEADS.NAME) and
 ``PrototypeCosineOutputLayers`` (MODEL.ROI_BOX_HEAD.PREDICTOR).
 """
-from .attention_rpn import AttentionRPN, rms_normalize
-from .matching_rpn import SupportMatchingRPN, box_vectors
 from .prototypes import PrototypeBank, Prototypes, average_shots
-from .recall import model_proposals, proposal_limits, proposal_recall, recall_at
 from .siamese_heads import SiameseROIHeads, PrototypeCosineOutputLayers
 from .surgery import (SURGERY_REGISTRY, ClassRows, SurgeryReport, class_surgery,
                       register_surgery, remap_class_rows, source_rows)
 
-__all__ = ["AttentionRPN", "rms_normalize", "SupportMatchingRPN", "box_vectors",
-           "PrototypeBank", "Prototypes", "average_shots",
-           "model_proposals", "proposal_limits", "proposal_recall", "recall_at",
+__all__ = ["PrototypeBank", "Prototypes", "average_shots",
            "SiameseROIHeads", "PrototypeCosineOutputLayers", "SURGERY_REGISTRY", "ClassRows",
            "SurgeryReport", "class_surgery", "register_surgery", "remap_class_rows",
            "source_rows"]

@@ -1,19 +1,12 @@
 """Class prototypes: support features averaged over shots, and the bank that caches them.
 
 Shape glossary: N query images, M support crops, K classes (columns of one forward),
-L RPN feature levels, E RPN prototype length (the RPN's ``prototype_dim``), D box-head width.
+D box-head width.
 
-A prototype has two parts, one per consumer:
-
-* ``rpn`` [L, E]: per RPN level, what the support-conditioned RPN matches query
-  candidates with: for ``SupportMatchingRPN`` the unit vector of the support box's
-  finest-level features (s x s bins), for ``AttentionRPN`` the kernel of its FPN
-  features at its natural level (k x k); the same for every level.
-* ``head`` [D]: the box head's feature of the support box (RoIAlign at the box's level +
-  the FC head), the same space as the query RoI features; the predictor derives the
-  class's classifier weight and box-regression gate from it.
-
-The class prototype is the mean over its shots of both parts.
+A class prototype is the box head's feature of its support boxes (RoIAlign at the box's
+level + the FC head), averaged over the shots: the same space as the query RoI features,
+so the predictor derives the class's classifier weight from it and the proposal stage
+ranks the RPN's candidates by how well they match it.
 """
 from __future__ import annotations
 
@@ -29,13 +22,11 @@ class Prototypes:
     """Per-image class columns for one forward.
 
     Attributes:
-        rpn: float [N, K, L, E].
         head: float [N, K, D].
         class_ids: int64 [N, K], the dataset label (1..K_total) of every column.
         valid: bool [N, K], False for columns without a prototype (never scored).
     """
 
-    rpn: Tensor
     head: Tensor
     class_ids: Tensor
     valid: Tensor
@@ -77,13 +68,11 @@ class PrototypeBank(nn.Module):
 
     Args:
         num_classes: K.
-        num_levels, channels: L and E of the RPN prototypes.
         head_dim: D.
     """
 
-    def __init__(self, *, num_classes: int, num_levels: int, channels: int, head_dim: int):
+    def __init__(self, *, num_classes: int, head_dim: int):
         super().__init__()
-        self.register_buffer("rpn", torch.zeros(num_classes, num_levels, channels))
         self.register_buffer("head", torch.zeros(num_classes, head_dim))
         # Number of updates folded in (0 = no prototype: the class is not scored).
         self.register_buffer("count", torch.zeros(num_classes))
@@ -97,35 +86,32 @@ class PrototypeBank(nn.Module):
         extra = num_classes - self.num_classes
         if extra <= 0:
             return
-        for name in ("rpn", "head", "count"):
+        for name in ("head", "count"):
             old = getattr(self, name)
             setattr(self, name, torch.cat([old, old.new_zeros((extra,) + old.shape[1:])]))
 
     @torch.no_grad()
-    def update(self, class_ids: Tensor, rpn: Tensor, head: Tensor, momentum: float) -> None:
+    def update(self, class_ids: Tensor, head: Tensor, momentum: float) -> None:
         """Fold the prototypes of a batch into the running means.
 
         Args:
             class_ids: int64 [B] in 1..K (a class may repeat; its rows are averaged first).
-            rpn: float [B, L, E]; head: float [B, D].
+            head: float [B, D].
             momentum: weight of the old value (a class seen for the first time is copied).
         """
         classes = torch.unique(class_ids)
-        rpn_mean = average_shots(rpn.detach().float(), class_ids, classes)
         head_mean = average_shots(head.detach().float(), class_ids, classes)
         rows = classes - 1
         seen = (self.count[rows] > 0).float()
         m = (momentum * seen)[:, None]
-        self.rpn[rows] = m[:, :, None] * self.rpn[rows] + (1 - m[:, :, None]) * rpn_mean
         self.head[rows] = m * self.head[rows] + (1 - m) * head_mean
         self.count[rows] += 1
 
     @torch.no_grad()
-    def assign(self, class_ids: Tensor, rpn: Tensor, head: Tensor) -> None:
+    def assign(self, class_ids: Tensor, head: Tensor) -> None:
         """Set the prototypes of ``class_ids`` (int64 [B], distinct, 1..K) exactly."""
         self.grow(int(class_ids.max()))
         rows = class_ids - 1
-        self.rpn[rows] = rpn.detach().float()
         self.head[rows] = head.detach().float()
         self.count[rows] = 1
 
@@ -143,6 +129,6 @@ class PrototypeBank(nn.Module):
         def rep(t: Tensor) -> Tensor:
             return t[rows][None].expand((num_images,) + t[rows].shape)
 
-        return Prototypes(rpn=rep(self.rpn), head=rep(self.head),
+        return Prototypes(head=rep(self.head),
                           class_ids=ids[None].expand(num_images, len(ids)),
                           valid=rep(self.count > 0))

@@ -1,28 +1,33 @@
 """Siamese R-CNN: the few-shot detector conditioned on support examples, behind ``model(batch)``.
 
 Shape glossary: N query images, M support crops, S crop side, K class columns,
-L RPN levels, E RPN prototype length, D box-head width, D_i detections of image i.
+D box-head width, C proposal candidates per image, P proposals the box head gets per image,
+D_i detections of image i.
 
     supports [M, 3, S, S] --backbone (shared with the query)--> features
-        -> RPN.support_features (RPN prototypes [M, L, E])
         -> SiameseROIHeads.support_features (head prototypes [M, D])
         -> mean over shots per class -> Prototypes (K columns)
-    query -> backbone -> support-conditioned RPN(prototypes) -> proposals
+    query -> backbone -> RPN -> C candidates (objectness order)
+          -> support-conditioned proposal stage: each candidate's box-head feature scored
+             against the prototypes, the P best by support score kept
           -> SiameseROIHeads(prototypes) -> (K+1)-way softmax + class-specific deltas
 
-The RPN is ``SupportMatchingRPN`` (box features matched with the support, nothing
-learned) or ``AttentionRPN`` (a learned anchor-window correlation) (MODEL.RPN.NAME).
+Why the proposals are conditioned at the RoI level: the RPN's anchor-level features of a
+small backbone carry little class identity, while the box head's RoI features do (the
+same features the head classifies with). Ranking a larger candidate set by support score
+keeps the support's objects among the P proposals in cluttered images, where the
+objectness order alone drops them (BENCHMARKS.md, few-shot section).
 
 Where the prototypes come from:
 
 * training: every query dict carries its episode (``"supports"``, made by
   ``data.episodes.EpisodicMapper``: set ``FEWSHOT.EPISODE.ENABLED``); gradients flow through
   both branches (unless ``freeze_detector``). Every episode's prototypes update the
-  running ``prototype_bank``
-  (detached), which saves with the model. With ``bank_columns`` each image then also gets
-  every other class of the bank as a column (detached prototypes, memory-bank negatives),
-  so the heads learn to rank a RoI among all known classes, as at inference, instead of
-  among the N of an episode; objects of classes without a column are background;
+  running ``prototype_bank`` (detached), which saves with the model. With ``bank_columns``
+  each image then also gets every other class of the bank as a column (detached
+  prototypes, memory-bank negatives), so the head learns to rank a RoI among all known
+  classes, as at inference, instead of among the N of an episode; objects of classes
+  without a column are background;
 * inference: a query dict that carries ``"supports"`` is detected against them
   (recomputed); otherwise the cached bank is used: columns 1..K in class-id order, a class
   without a prototype is never detected. ``set_supports`` encodes a support set once and
@@ -31,14 +36,12 @@ Where the prototypes come from:
 
 Base training in two stages (``MODEL.SIAMESE.FREEZE_DETECTOR``): a plain Faster R-CNN is
 trained first (the same run as the TFA baseline's base model), then the siamese model
-starts from its weights with the detector frozen (backbone, RPN conv / objectness / deltas,
-box head: parameters fixed and kept in eval mode, so batch norm uses its running
-statistics for queries and supports alike) and learns only the conditioning: the
-predictor's prototype-to-weight map and class rows (and the ``AttentionRPN``'s
-correlation; ``SupportMatchingRPN`` learns nothing).
-Trained jointly from scratch, the episodic losses left the shared features far weaker than
-the plain detector's (34 vs 67 bAP50 on the synthetic benchmark, BENCHMARKS.md).
-Fine-tuning then unfreezes everything above ``FREEZE_AT``.
+starts from its weights with the detector frozen (backbone, RPN, box head: parameters fixed
+and kept in eval mode, so batch norm uses its running statistics for queries and supports
+alike) and learns only the conditioning: the predictor's prototype-to-weight map and class
+rows. Trained jointly from scratch, the episodic losses leave the shared features far
+weaker than the plain detector's (BENCHMARKS.md). Fine-tuning then unfreezes everything
+above ``FREEZE_AT``.
 """
 from __future__ import annotations
 
@@ -49,22 +52,23 @@ from torch import Tensor, nn
 
 from ..backbone import Backbone
 from ..fewshot.prototypes import PrototypeBank, Prototypes, average_shots
+from ..fewshot.surgery import PREDICTOR, ClassRows
 from ..registry import META_ARCH_REGISTRY
 from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
 from .rcnn import GeneralizedRCNN
+from .support import SupportConditioned
 
 SUPPORT_CHUNK = 64  # crops encoded per backbone call in set_supports
 
 
 @META_ARCH_REGISTRY.register()
-class SiameseRCNN(GeneralizedRCNN):
+class SiameseRCNN(GeneralizedRCNN, SupportConditioned):
     """Two-stage detector whose proposals and classes are conditioned on supports.
 
     Args:
         backbone, pixel_mean, pixel_std: as ``GeneralizedRCNN``.
-        proposal_generator: support-conditioned (``SupportMatchingRPN``, ``AttentionRPN``:
-            ``prototype_dim``, ``support_features`` and
-            ``forward(images, features, prototypes, targets)``).
+        proposal_generator: a class-agnostic RPN (``post_nms_topk`` (train, test),
+            ``forward(images, features, targets)``).
         roi_heads: support-conditioned (``SiameseROIHeads``).
         prototype_momentum: of the running prototype bank (MODEL.SIAMESE.PROTOTYPE_MOMENTUM).
         freeze_detector: train only the conditioning modules (module doc;
@@ -78,28 +82,31 @@ class SiameseRCNN(GeneralizedRCNN):
             episode prototype is noise around the K-shot mean; MODEL.SIAMESE.TRAIN_PROTOTYPES).
         bank_columns: add the bank's other classes as columns in training
             (MODEL.SIAMESE.BANK_COLUMNS).
+        proposal_candidates: at inference, C candidates per image ranked by support score,
+            of which the RPN's test top-k go to the box head (0 = the RPN's own top-k;
+            MODEL.SIAMESE.PROPOSAL_CANDIDATES).
     """
 
     def __init__(self, *, backbone: Backbone, proposal_generator: nn.Module,
                  roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float],
                  prototype_momentum: float = 0.99, freeze_detector: bool = False,
                  norm_eval: bool = False, train_prototypes: str = "episode",
-                 bank_columns: bool = True):
+                 bank_columns: bool = True, proposal_candidates: int = 1000):
         super().__init__(backbone=backbone, proposal_generator=proposal_generator,
                          roi_heads=roi_heads, pixel_mean=pixel_mean, pixel_std=pixel_std)
-        for part, key in ((proposal_generator,
-                           "MODEL.RPN.NAME (SupportMatchingRPN or AttentionRPN)"),
-                          (roi_heads, "MODEL.ROI_HEADS.NAME (e.g. SiameseROIHeads)")):
-            if not hasattr(part, "support_features"):
-                raise ValueError(f"SiameseRCNN needs a support-conditioned {key}; "
-                                 f"{type(part).__name__} is not")
+        if not hasattr(roi_heads, "support_scores"):
+            raise ValueError(f"SiameseRCNN needs support-conditioned ROI heads "
+                             f"(MODEL.ROI_HEADS.NAME SiameseROIHeads); "
+                             f"{type(roi_heads).__name__} is not")
+        if proposal_candidates < 0:
+            raise ValueError(f"MODEL.SIAMESE.PROPOSAL_CANDIDATES must be >= 0, got "
+                             f"{proposal_candidates}")
+        self.proposal_candidates = proposal_candidates
         if not 0 <= prototype_momentum < 1:
             raise ValueError(f"MODEL.SIAMESE.PROTOTYPE_MOMENTUM must be in [0, 1), "
                              f"got {prototype_momentum}")
-        self.prototype_bank = PrototypeBank(
-            num_classes=roi_heads.num_classes, num_levels=len(proposal_generator.in_features),
-            channels=proposal_generator.prototype_dim,
-            head_dim=roi_heads.box_head.output_size)
+        self.prototype_bank = PrototypeBank(num_classes=roi_heads.num_classes,
+                                            head_dim=roi_heads.box_head.output_size)
         self.prototype_momentum = prototype_momentum
         self.freeze_detector = freeze_detector
         self.norm_eval = norm_eval
@@ -120,11 +127,27 @@ class SiameseRCNN(GeneralizedRCNN):
                    freeze_detector=cfg.MODEL.SIAMESE.FREEZE_DETECTOR,
                    norm_eval=cfg.MODEL.SIAMESE.NORM_EVAL,
                    train_prototypes=cfg.MODEL.SIAMESE.TRAIN_PROTOTYPES,
-                   bank_columns=cfg.MODEL.SIAMESE.BANK_COLUMNS)
+                   bank_columns=cfg.MODEL.SIAMESE.BANK_COLUMNS,
+                   proposal_candidates=cfg.MODEL.SIAMESE.PROPOSAL_CANDIDATES)
+
+    @classmethod
+    def class_rows(cls, state_dict: Dict[str, Tensor], num_classes: int) -> List[ClassRows]:
+        """Class-shaped tensors for class surgery: the predictor's class rows (background
+        kept; a new class's residual row starts at zero, so its weight is exactly the one
+        its support prototype gives), its box deltas (a new class starts from the mean of
+        the copied classes' deltas, the regression a class given only as supports gets),
+        and the prototype bank (an empty row = no prototype until supports or fine-tuning
+        episodes give one)."""
+        return [ClassRows(PREDICTOR + "cls_score.weight", leading_rows=1, init="zeros"),
+                ClassRows(PREDICTOR + "bbox_pred.weight", rows_per_class=4,
+                          init="source_mean"),
+                ClassRows(PREDICTOR + "bbox_pred.bias", rows_per_class=4, init="source_mean"),
+                ClassRows("prototype_bank.head", init="zeros"),
+                ClassRows("prototype_bank.count", init="zeros")]
 
     def frozen_modules(self) -> List[nn.Module]:
         """The plain detector's modules, fixed when ``freeze_detector``."""
-        return [self.backbone, self.proposal_generator.head, self.roi_heads.box_head]
+        return [self.backbone, self.proposal_generator, self.roi_heads.box_head]
 
     def train(self, mode: bool = True) -> "SiameseRCNN":
         super().train(mode)
@@ -140,14 +163,14 @@ class SiameseRCNN(GeneralizedRCNN):
         return self
 
     # ------------------------------------------------------------------ supports
-    def encode_supports(self, images: Tensor, boxes: Tensor):
+    def encode_supports(self, images: Tensor, boxes: Tensor) -> Tensor:
         """Per-crop prototypes (no averaging), in the model's current mode.
 
         Args:
             images: float [M, 3, S, S], 0-255, INPUT.FORMAT channel order.
             boxes: float [M, 4] XYXY in the crops' pixels.
         Returns:
-            (rpn float [M, L, E], head float [M, D])
+            float [M, D]
         """
         if images.ndim != 4 or len(images) != len(boxes) or not len(images):
             raise ValueError(f"supports: expected images [M, 3, S, S] and boxes [M, 4] with "
@@ -156,8 +179,7 @@ class SiameseRCNN(GeneralizedRCNN):
                                    self.backbone.size_divisibility)
         features = self.backbone(padded.tensors)
         box_list = [b[None] for b in boxes.to(self.device, torch.float32)]
-        return (self.proposal_generator.support_features(features, box_list),
-                self.roi_heads.support_features(features, box_list))
+        return self.roi_heads.support_features(features, box_list)
 
     def episode_prototypes(self, batch: List[dict]) -> Prototypes:
         """Prototypes of every query's own ``"supports"`` (all crops in one backbone pass)."""
@@ -169,19 +191,16 @@ class SiameseRCNN(GeneralizedRCNN):
         if len(cols) != 1:
             raise ValueError(f"every image of a batch needs the same number of support classes, "
                              f"got {sorted(cols)}")
-        rpn, head = self.encode_supports(torch.cat([s["images"] for s in supports]),
-                                         torch.cat([s["boxes"] for s in supports]))
-        counts = [len(s["labels"]) for s in supports]
-        parts = {"rpn": [], "head": [], "ids": []}
-        for s, r, h in zip(supports, rpn.split(counts), head.split(counts)):
-            labels = s["labels"].to(self.device)
+        head = self.encode_supports(torch.cat([s["images"] for s in supports]),
+                                    torch.cat([s["boxes"] for s in supports]))
+        heads, all_ids = [], []
+        for s, h in zip(supports, head.split([len(s["labels"]) for s in supports])):
             ids = s["class_ids"].to(self.device)
-            parts["rpn"].append(average_shots(r, labels, ids))
-            parts["head"].append(average_shots(h, labels, ids))
-            parts["ids"].append(ids)
-        ids = torch.stack(parts["ids"])
-        return Prototypes(rpn=torch.stack(parts["rpn"]), head=torch.stack(parts["head"]),
-                          class_ids=ids, valid=torch.ones_like(ids, dtype=torch.bool))
+            heads.append(average_shots(h, s["labels"].to(self.device), ids))
+            all_ids.append(ids)
+        ids = torch.stack(all_ids)
+        return Prototypes(head=torch.stack(heads), class_ids=ids,
+                          valid=torch.ones_like(ids, dtype=torch.bool))
 
     @torch.no_grad()
     def set_supports(self, images: Tensor, boxes: Tensor, labels: Tensor) -> List[int]:
@@ -208,11 +227,9 @@ class SiameseRCNN(GeneralizedRCNN):
                        for i in range(0, len(images), SUPPORT_CHUNK)]
         finally:
             self.train(was_training)
-        rpn = torch.cat([e[0] for e in encoded])
-        head = torch.cat([e[1] for e in encoded])
+        head = torch.cat(encoded)
         classes = torch.unique(labels)
-        self.prototype_bank.assign(classes, average_shots(rpn, labels, classes),
-                                   average_shots(head, labels, classes))
+        self.prototype_bank.assign(classes, average_shots(head, labels, classes))
         return classes.tolist()
 
     def save_prototypes(self, path: str) -> None:
@@ -245,8 +262,7 @@ class SiameseRCNN(GeneralizedRCNN):
                 ``"supports"`` {"images" [M, 3, S, S], "boxes" [M, 4], "labels" [M],
                 "class_ids" [K]} (optional at inference).
         Returns:
-            training: {"loss_rpn_cls", "loss_rpn_prior", "loss_rpn_loc", "loss_cls",
-                "loss_box_reg"};
+            training: {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"};
             eval: per image {"boxes" [D_i, 4] original pixels, "scores", "labels" class ids}.
         """
         images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
@@ -254,50 +270,94 @@ class SiameseRCNN(GeneralizedRCNN):
         features = self.backbone(images.tensors)
         if not self.training:
             prototypes = self.inference_prototypes(batch)
-            proposals, _ = self.proposal_generator(images, features, prototypes)
+            proposals = self.conditioned_proposals(images, features, prototypes)
             detections, _ = self.roi_heads(images, features, proposals, prototypes)
             return rescale_detections(detections, batch, images.image_sizes)
         with torch.set_grad_enabled(self.train_prototypes == "episode"):
             prototypes = self.episode_prototypes(batch)  # "bank": only updates the bank
         targets = prepare_targets(batch, self.roi_heads.num_classes, self.device)
-        self.prototype_bank.update(prototypes.class_ids.flatten(), prototypes.rpn.flatten(0, 1),
+        self.prototype_bank.update(prototypes.class_ids.flatten(),
                                    prototypes.head.flatten(0, 1), self.prototype_momentum)
         if self.train_prototypes == "bank":
             prototypes = self.prototype_bank.prototypes(
                 len(batch), self.prototype_bank.known_classes())
         elif self.bank_columns:
             prototypes = with_bank_columns(prototypes, self.prototype_bank)
-        proposals, proposal_losses = self.proposal_generator(images, features, prototypes,
-                                                             targets)
+        # The RPN is class-agnostic in training: support ranking is an inference step on
+        # the box head's own scores, which the head loss already trains.
+        proposals, proposal_losses = self.proposal_generator(images, features, targets)
         _, detector_losses = self.roi_heads(images, features, proposals, prototypes, targets)
         return {**proposal_losses, **detector_losses}
 
-    @torch.no_grad()
-    def propose(self, batch: List[dict], class_ids: Optional[Sequence[int]] = None,
-                rescore: bool = False) -> List[Tensor]:
-        """Proposals of every image (eval mode), in resized-image pixels, conditioned on the
-        bank's prototypes of ``class_ids`` (default: every known class) or on the batch's
-        own supports.
+    def conditioned_proposals(self, images, features: Dict[str, Tensor],
+                              prototypes: Prototypes, keep: Optional[int] = None
+                              ) -> List[Tensor]:
+        """The support-conditioned proposal stage (inference).
 
         Args:
-            rescore: re-rank the attention RPN's proposals by their support score in the
-                box head (``SiameseROIHeads.support_scores``: best column's softmax
-                probability), a second, RoI-level matching step. It costs one box-head pass
-                over the proposals, the detector's own second stage, so it changes the
-                ranking ``propose`` reports, never the detections of ``forward``.
+            images, features: the padded queries and their backbone outputs.
+            prototypes: the class columns the proposals are ranked for.
+            keep: proposals kept per image (default: the RPN's test top-k, P).
         Returns:
-            per image float [P, 4] XYXY, by decreasing merged objectness (or support score).
+            per image float [<= keep, 4] XYXY in resized-image pixels, best support score
+            first; without ``proposal_candidates``, the RPN's top ``keep`` by objectness.
         """
-        images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
-                                   self.pixel_std, self.backbone.size_divisibility)
-        features = self.backbone(images.tensors)
-        prototypes = self.inference_prototypes(batch, class_ids)
-        proposals = self.proposal_generator(images, features, prototypes)[0]
-        if not rescore:
-            return proposals
-        scores = self.roi_heads.support_scores(features, proposals, prototypes)
+        rpn = self.proposal_generator
+        keep = rpn.post_nms_topk[1] if keep is None else keep
+        candidates = self.rpn_candidates(images, features, max(keep, self.proposal_candidates))
+        if not self.proposal_candidates:
+            return [c[:keep] for c in candidates]
+        scores = self.roi_heads.support_scores(features, candidates, prototypes)
         # stable: equal scores keep the objectness order
-        return [p[s.argsort(descending=True, stable=True)] for p, s in zip(proposals, scores)]
+        return [c[s.argsort(descending=True, stable=True)[:keep]]
+                for c, s in zip(candidates, scores)]
+
+    def rpn_candidates(self, images, features: Dict[str, Tensor], count: int) -> List[Tensor]:
+        """The RPN's ``count`` best proposals per image by objectness (at test time, with at
+        least as many anchors per level before NMS)."""
+        rpn = self.proposal_generator
+        pre, post = rpn.pre_nms_topk, rpn.post_nms_topk
+        rpn.pre_nms_topk, rpn.post_nms_topk = (pre[0], max(pre[1], count)), (post[0], count)
+        try:
+            return rpn(images, features)[0]
+        finally:
+            rpn.pre_nms_topk, rpn.post_nms_topk = pre, post
+
+    @torch.no_grad()
+    def propose(self, batch: List[dict], class_ids: Optional[Sequence[int]] = None, *,
+                keep: Optional[int] = None, ranked: bool = True) -> List[Tensor]:
+        """Proposals of every image (eval mode) in ORIGINAL image pixels, conditioned on the
+        bank's prototypes of ``class_ids`` (default: every known class) or on the batch's
+        own supports: what the box head would get.
+
+        Args:
+            keep: proposals per image (default: the RPN's test top-k).
+            ranked: False: the RPN's ``keep`` best by objectness, the same candidates
+                without the support ranking (the reference the ranking is measured against).
+        Returns:
+            per image float [<= keep, 4] XYXY, best first.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
+                                       self.pixel_std, self.backbone.size_divisibility)
+            features = self.backbone(images.tensors)
+            prototypes = self.inference_prototypes(batch, class_ids)
+            if ranked:
+                boxes = self.conditioned_proposals(images, features, prototypes, keep)
+            else:
+                count = self.proposal_generator.post_nms_topk[1] if keep is None else keep
+                boxes = self.rpn_candidates(images, features, count)
+        finally:
+            self.train(was_training)
+        return [to_original_pixels(b, item) for b, item in zip(boxes, batch)]
+
+
+def to_original_pixels(boxes: Tensor, item: dict) -> Tensor:
+    """float [P, 4] boxes of the resized model input -> the item's original pixels."""
+    h, w = item["image"].shape[-2:]
+    return boxes * boxes.new_tensor([item["width"] / w, item["height"] / h] * 2)
 
 
 def with_bank_columns(prototypes: Prototypes, bank: PrototypeBank) -> Prototypes:
@@ -313,14 +373,13 @@ def with_bank_columns(prototypes: Prototypes, bank: PrototypeBank) -> Prototypes
         Prototypes with K_b >= K columns per image.
     """
     known = bank.known_classes()
-    rpn, head, ids = [], [], []
+    head, ids = [], []
     for i in range(len(prototypes.class_ids)):
         own = prototypes.class_ids[i]
         extra = known[~torch.isin(known, own)]
-        rows = extra - 1
-        rpn.append(torch.cat([prototypes.rpn[i], bank.rpn[rows].to(prototypes.rpn.dtype)]))
-        head.append(torch.cat([prototypes.head[i], bank.head[rows].to(prototypes.head.dtype)]))
+        head.append(torch.cat([prototypes.head[i],
+                               bank.head[extra - 1].to(prototypes.head.dtype)]))
         ids.append(torch.cat([own, extra]))
     ids = torch.stack(ids)
-    return Prototypes(rpn=torch.stack(rpn), head=torch.stack(head), class_ids=ids,
+    return Prototypes(head=torch.stack(head), class_ids=ids,
                       valid=torch.ones_like(ids, dtype=torch.bool))

@@ -1,74 +1,7 @@
 import pytest
 import torch
 
-from fewshot_det.modeling.fewshot import AttentionRPN
 from fewshot_fixtures import query, supports, tiny_cfg, tiny_model
-
-
-def test_attention_rpn_labels_each_column_with_its_own_class_only():
-    cfg = tiny_cfg()
-    from fewshot_det.modeling.backbone import ShapeSpec
-
-    shapes = {f"p{i}": ShapeSpec(16, 2 ** i) for i in range(3, 7)}
-    rpn = AttentionRPN.from_config(cfg, shapes)
-    anchors = torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 10.0, 100.0, 50.0],
-                            [0.0, 60.0, 20.0, 80.0]])
-    targets = [{"gt_boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0]]),
-                "gt_labels": torch.tensor([7])}]
-    labels = rpn.label_columns(anchors, targets, torch.tensor([[3, 7, 5]]))
-    assert labels.shape == (1, 3, 3)
-    assert labels[0, 1].tolist() == [1, 0, 0]  # column 2 = the object's class (7)
-    assert labels[0, 0].tolist() == [0, 0, 0] and labels[0, 2].tolist() == [0, 0, 0]
-
-
-def test_attention_rpn_always_samples_other_class_objects_as_negatives():
-    cfg = tiny_cfg("MODEL.RPN.BATCH_SIZE_PER_IMAGE", "2", "MODEL.RPN.POSITIVE_FRACTION", "0.5")
-    from fewshot_det.modeling.backbone import ShapeSpec
-
-    rpn = AttentionRPN.from_config(cfg, {f"p{i}": ShapeSpec(16, 2 ** i) for i in range(3, 7)})
-    background = torch.tensor([[200.0 + i, 200.0, 210.0 + i, 210.0] for i in range(50)])
-    anchors = torch.cat([torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 10.0, 100.0, 50.0]]),
-                         background])
-    targets = [{"gt_boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 10.0, 100.0, 50.0]]),
-                "gt_labels": torch.tensor([7, 3])}]
-    torch.manual_seed(0)
-    for _ in range(20):  # whatever the random sample, the class-3 object is a negative
-        labels = rpn.label_columns(anchors, targets, torch.tensor([[7]]))[0, 0]
-        assert labels[0] == 1 and labels[1] == 0
-        # plus the one sampled negative, unless the sampler drew the class-3 anchor itself
-        assert (labels[2:] == 0).sum() <= 1 and (labels[2:] == 1).sum() == 0
-
-
-def test_attention_rpn_scores_every_column_and_merges():
-    model = tiny_model().eval()
-    rpn = model.proposal_generator
-    k = rpn.kernel_size
-    from torch.nn import functional as F
-
-    from fewshot_det.modeling.fewshot import rms_normalize
-    from fewshot_det.modeling.fewshot.attention_rpn import COLUMN_CHUNK
-
-    num_cols = COLUMN_CHUNK + 4  # more columns than one chunk
-    features = [torch.rand(2, 16, 5, 6)]
-    protos = torch.rand(2, num_cols, 1, 16 * k * k)
-    logits = rpn.class_logits(features, protos)[0]
-    a = rpn.anchor_generator.num_anchors
-    assert logits.shape == (2, num_cols * a, 5, 6)
-    # the folded convolution equals the explicit per-channel correlation of the normalised
-    # query patch with the normalised support kernel, then the scorer
-    patches = rms_normalize(F.unfold(features[0][1:2], k, padding=k // 2)[0].T).T  # E, H*W
-    for col in (2, num_cols - 1):
-        q = rms_normalize(protos[1, col, 0]).view(16, k * k)
-        corr = (patches.view(16, k * k, -1) * q[:, :, None]).sum(1).view(1, 16, 5, 6)
-        torch.testing.assert_close(logits[1:2, col * a:(col + 1) * a], rpn.attention(corr),
-                                   rtol=1e-4, atol=1e-5)
-
-
-def test_support_kernels_come_from_the_natural_level():
-    rpn = tiny_model().proposal_generator
-    sizes = [s[0] for s in rpn.anchor_generator.sizes]
-    boxes = torch.tensor([[0.0, 0.0, sizes[0], sizes[0]], [0.0, 0.0, sizes[-1], sizes[-1]]])
-    assert rpn.natural_level(boxes).tolist() == [0, len(sizes) - 1]
 
 
 def _episode_batch(ways=4):
@@ -85,8 +18,7 @@ def _episode_batch(ways=4):
 def test_four_way_training_step_reaches_every_parameter():
     model = tiny_model(num_classes=5).train()
     losses = model(_episode_batch(ways=4))
-    assert set(losses) == {"loss_rpn_cls", "loss_rpn_prior", "loss_rpn_loc", "loss_cls",
-                           "loss_box_reg"}
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"}
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -123,9 +55,12 @@ def test_training_without_supports_is_a_clear_error():
 def test_wrong_components_are_rejected():
     from fewshot_det.modeling import build_model
 
-    cfg = tiny_cfg("MODEL.RPN.NAME", "RPN")
-    with pytest.raises(ValueError, match="support-conditioned MODEL.RPN.NAME"):
+    cfg = tiny_cfg("MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+                   "MODEL.ROI_BOX_HEAD.PREDICTOR", "FastRCNNOutputLayers")
+    with pytest.raises(ValueError, match="support-conditioned ROI heads"):
         build_model(cfg)
+    with pytest.raises(ValueError, match="PROPOSAL_CANDIDATES"):
+        build_model(tiny_cfg("MODEL.SIAMESE.PROPOSAL_CANDIDATES", "-1"))
     cfg = tiny_cfg("MODEL.ROI_BOX_HEAD.PREDICTOR", "FastRCNNOutputLayers")
     with pytest.raises(ValueError, match="PrototypeCosineOutputLayers"):
         build_model(cfg)
@@ -140,7 +75,7 @@ def test_frozen_detector_trains_only_the_conditioning():
     sum(model(_episode_batch()).values()).backward()
     trained = sorted({n.split(".")[0] + "." + n.split(".")[1]
                       for n, p in model.named_parameters() if p.grad is not None})
-    assert trained == ["proposal_generator.attention", "roi_heads.box_predictor"]
+    assert trained == ["roi_heads.box_predictor"]  # the RPN is the plain detector's
     assert torch.equal(bn.running_mean, stats)  # batch norm in eval mode: not updated
 
 
@@ -181,15 +116,15 @@ def test_bank_columns_extend_every_episode_to_all_known_classes():
     from fewshot_det.modeling.fewshot import PrototypeBank, Prototypes
     from fewshot_det.modeling.meta_arch.siamese_rcnn import with_bank_columns
 
-    bank = PrototypeBank(num_classes=5, num_levels=1, channels=2, head_dim=3)
-    bank.assign(torch.tensor([1, 2, 4]), torch.ones(3, 1, 2), torch.arange(9.0).view(3, 3))
+    bank = PrototypeBank(num_classes=5, head_dim=3)
+    bank.assign(torch.tensor([1, 2, 4]), torch.arange(9.0).view(3, 3))
     ids = torch.tensor([[4, 1], [2, 4]])
-    p = Prototypes(rpn=torch.zeros(2, 2, 1, 2, requires_grad=True), head=torch.zeros(2, 2, 3),
-                   class_ids=ids, valid=torch.ones(2, 2, dtype=torch.bool))
+    p = Prototypes(head=torch.zeros(2, 2, 3, requires_grad=True), class_ids=ids,
+                   valid=torch.ones(2, 2, dtype=torch.bool))
     out = with_bank_columns(p, bank)
     assert out.class_ids.tolist() == [[4, 1, 2], [2, 4, 1]]
     assert out.head[0, 2].tolist() == [3.0, 4.0, 5.0] and out.head[1, 2].tolist() == [0, 1, 2]
-    assert out.rpn.requires_grad and out.valid.all()
+    assert out.head.requires_grad and out.valid.all()  # the episode part keeps its gradient
 
 
 def test_bank_training_prototypes_score_every_known_class_from_the_bank():
@@ -211,3 +146,82 @@ def test_bank_training_prototypes_score_every_known_class_from_the_bank():
     with pytest.raises(ValueError, match="TRAIN_PROTOTYPES"):
         tiny_model("MODEL.SIAMESE.TRAIN_PROTOTYPES", "mean")
 
+
+
+# ------------------------------------------------------------- support-conditioned proposals
+def _two_class_model():
+    """A tiny siamese model whose bank knows classes 1-3 from random supports."""
+    model = tiny_model(num_classes=3).eval()
+    s = supports([1, 2, 3], shots=1, seed=4)
+    model.set_supports(s["images"], s["boxes"], s["labels"])
+    return model
+
+
+def test_support_score_is_highest_on_the_support_box_itself():
+    """A query that IS a support crop: its support box is the best match of that class."""
+    model = _two_class_model()
+    s = supports([2], shots=1, seed=4)
+    model.set_supports(s["images"], s["boxes"], s["labels"])
+    item = {"image": s["images"][0], "height": 64, "width": 64, "image_id": 0}
+    from fewshot_det.modeling.meta_arch.preprocess import normalize_and_pad
+
+    images = normalize_and_pad([item["image"]], model.pixel_mean, model.pixel_std,
+                               model.backbone.size_divisibility)
+    features = model.backbone(images.tensors)
+    boxes = torch.cat([s["boxes"], torch.tensor([[0.0, 0.0, 20.0, 20.0],
+                                                 [40.0, 40.0, 63.0, 63.0]])])
+    protos = model.prototype_bank.prototypes(1, [2])
+    scores = model.roi_heads.support_scores(features, [boxes], protos)[0]
+    assert scores.argmax().item() == 0
+
+
+def test_ranked_proposals_are_candidates_by_decreasing_support_score():
+    model = _two_class_model()
+    item = query(h=96, w=128, seed=5)
+    plain = model.propose([item], [2], keep=1000, ranked=False)[0]
+    ranked = model.propose([item], [2], keep=1000)[0]
+    assert len(plain) > 10
+    # the same candidate boxes, in another order (original pixels = model input here)
+    assert sorted(map(tuple, plain.tolist())) == sorted(map(tuple, ranked.tolist()))
+    assert not torch.equal(plain, ranked)
+    from fewshot_det.modeling.meta_arch.preprocess import normalize_and_pad
+
+    images = normalize_and_pad([item["image"]], model.pixel_mean, model.pixel_std,
+                               model.backbone.size_divisibility)
+    scores = model.roi_heads.support_scores(model.backbone(images.tensors), [ranked],
+                                            model.prototype_bank.prototypes(1, [2]))[0]
+    assert (scores[:-1] >= scores[1:]).all()
+
+
+def test_the_box_head_gets_the_best_candidates_by_support_score():
+    """PROPOSAL_CANDIDATES: the head's P proposals are the best of C candidates by support
+    score, not the RPN's top P; with 0 they are the RPN's top P."""
+    model = _two_class_model()
+    item = query(h=96, w=128, seed=6)
+    keep = model.proposal_generator.post_nms_topk[1]
+    candidates = model.propose([item], [2], keep=model.proposal_candidates, ranked=False)[0]
+    ranked = model.propose([item], [2], keep=model.proposal_candidates)[0]
+    head_gets = model.propose([item], [2])[0]
+    assert len(candidates) > keep
+    torch.testing.assert_close(head_gets, ranked[:keep])
+    assert not torch.equal(head_gets, candidates[:keep])
+    model.proposal_candidates = 0
+    torch.testing.assert_close(model.propose([item], [2])[0], candidates[:keep])
+
+
+def test_proposals_are_conditioned_on_the_given_classes_only():
+    model = _two_class_model()
+    item = query(h=96, w=128, seed=7)
+    every = model.propose([item])[0]
+    assert torch.equal(model.propose([item], [1, 2, 3])[0], every)
+    assert not torch.equal(model.propose([item], [2])[0], every)
+    with pytest.raises(IndexError):
+        model.propose([item], [7])  # no such class in the bank
+
+
+def test_proposals_are_in_original_image_pixels():
+    model = _two_class_model()
+    item = {**query(h=96, w=128, seed=8), "height": 192, "width": 256}  # shown at half size
+    small = dict(item, height=96, width=128)
+    torch.testing.assert_close(model.propose([item], [2])[0],
+                               model.propose([small], [2])[0] * 2)

@@ -15,15 +15,15 @@ def test_average_shots_is_the_mean_per_class_in_column_order():
 
 
 def test_bank_running_mean_and_exact_assignment():
-    bank = PrototypeBank(num_classes=3, num_levels=1, channels=2, head_dim=2)
-    bank.update(torch.tensor([2]), torch.ones(1, 1, 2), torch.full((1, 2), 4.0), momentum=0.5)
+    bank = PrototypeBank(num_classes=3, head_dim=2)
+    bank.update(torch.tensor([2]), torch.full((1, 2), 4.0), momentum=0.5)
     assert bank.head[1].tolist() == [4.0, 4.0]  # first sight: copied
-    bank.update(torch.tensor([2, 2]), torch.zeros(2, 1, 2), torch.zeros(2, 2), momentum=0.5)
-    assert bank.head[1].tolist() == [2.0, 2.0] and bank.rpn[1].tolist() == [[0.5, 0.5]]
+    bank.update(torch.tensor([2, 2]), torch.tensor([[0.0, 1.0], [0.0, 3.0]]), momentum=0.5)
+    assert bank.head[1].tolist() == [2.0, 3.0]  # 0.5 * old + 0.5 * the batch's mean
     assert bank.count.tolist() == [0, 2, 0]
     p = bank.prototypes(num_images=2)
     assert p.valid.tolist() == [[False, True, False]] * 2 and p.class_ids[1].tolist() == [1, 2, 3]
-    bank.assign(torch.tensor([5]), torch.ones(1, 1, 2), torch.ones(1, 2))  # a new class
+    bank.assign(torch.tensor([5]), torch.ones(1, 2))  # a new class
     assert bank.num_classes == 5 and bank.count.tolist() == [0, 2, 0, 0, 1]
 
 
