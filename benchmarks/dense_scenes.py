@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from typing import List
@@ -29,8 +28,6 @@ from typing import List
 import cv2
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 COPIED = ("classes.txt", "fewshot_split.json")
 MANIFEST = "mosaics.json"  # written last: its presence marks a complete folder
 
