@@ -16,7 +16,7 @@ def read_version() -> str:
 setup(
     name="fewshot_det",
     version=read_version(),
-    description="Few-shot object detection (Faster R-CNN, siamese attention-RPN, YOLO-grid) "
+    description="Few-shot object detection (Faster R-CNN, siamese support-conditioned, YOLO-grid) "
     "that installs with pip and runs on a CPU",
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",

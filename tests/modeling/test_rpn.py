@@ -1,6 +1,5 @@
 """RPN: loss values, anchor labelling/sampling, the proposal recipe, config keys honoured."""
 import torch
-import torchvision
 from rcnn_fixtures import image_item, tiny_cfg, tiny_model
 from torch.nn import functional as F
 from torchvision.models.detection.image_list import ImageList
@@ -64,30 +63,6 @@ def test_find_top_proposals_recipe():
     clipped = find_top_proposals(boxes, logits, [4, 2], [(8, 100)], pre_nms_topk=4,
                                  post_nms_topk=10, nms_thresh=1.0, min_size=1e-3)[0]
     assert clipped[:, 3].max() <= 8 and clipped[:, 0].min() >= 0
-
-
-def test_quality_guided_nms_keeps_the_best_box_and_the_best_score():
-    from fewshot_det.modeling.proposal_generator.proposals import quality_guided_nms
-
-    # a cluster of two boxes (IoU 0.81) and a separate box
-    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 9], [50, 50, 60, 60]])
-    scores = torch.tensor([0.2, 0.9, 0.5])  # the class score prefers the worse-placed box
-    quality = torch.tensor([0.8, 0.3, 0.6])
-    groups = torch.zeros(3, dtype=torch.int64)
-    keep = quality_guided_nms(boxes, scores, quality, groups, 0.7)
-    # box 0 survives (best quality of its cluster) and is ranked by box 1's score 0.9
-    assert keep.tolist() == [0, 2]
-    # separate groups never suppress each other
-    assert sorted(quality_guided_nms(boxes, scores, quality, torch.tensor([0, 1, 0]),
-                                     0.7).tolist()) == [0, 1, 2]
-    # with quality == scores it is plain NMS
-    torch.testing.assert_close(quality_guided_nms(boxes, scores, scores, groups, 0.7),
-                               torchvision.ops.batched_nms(boxes, scores, groups, 0.7))
-    # find_top_proposals: localisation from quality, ranking from the logits
-    logits, q = torch.logit(scores)[None], torch.logit(quality)[None]
-    out = find_top_proposals(boxes[None], logits, [3], [(80, 100)], pre_nms_topk=3,
-                             post_nms_topk=10, nms_thresh=0.7, min_size=1e-3, quality=q)[0]
-    torch.testing.assert_close(out, boxes[[0, 2]])
 
 
 def test_rpn_config_keys_are_honoured():
