@@ -21,7 +21,9 @@ Stages (each skipped when its outputs exist, so an interrupted run continues):
    control: ranked for the base classes' supports instead. The support is what helps
    only where the ranked recall is above both. Also (``--dense-grid``, default 3) on
    3 x 3 mosaics of the test images (benchmarks/dense_scenes.py), where 100 proposals no
-   longer cover every object;
+   longer cover every object; and there, at the largest K, the support-only detector's
+   nAP50 with the box head given the RPN's top 150, the best 150 of 1000 by support score
+   (shipped), or all 1000;
 4. OUTPUT/fewshot_synthetic.md (the tables, mean ± 95 % CI over seeds, and nAP50 minus
    TFA's paired by split seed) and .json. An interrupted fine-tuning stage resumes.
 
@@ -224,6 +226,33 @@ def recall_stage(args, opts, out, shots, splits) -> dict:
     return result
 
 
+# dense-scene detection rows, support only: label -> KEY VALUE overrides of the siamese model
+DENSE_DETECTION = {
+    "box head gets the RPN's top 150 (no support ranking)": [
+        "MODEL.SIAMESE.PROPOSAL_CANDIDATES", "0"],
+    "box head gets the best 150 of 1000 by support score (shipped)": [],
+    "box head gets all 1000 candidates (reference, about the same cost)": [
+        "MODEL.SIAMESE.PROPOSAL_CANDIDATES", "0", "MODEL.RPN.POST_NMS_TOPK_TEST", "1000",
+        "MODEL.RPN.PRE_NMS_TOPK_TEST", "1000"],
+}
+
+
+def dense_detection_stage(args, opts, out, shots, splits) -> dict:
+    """Support-only nAP50 of the siamese base model on the dense mosaics over the split
+    seeds, for each row of ``DENSE_DETECTION``: the proposal stage at an equal budget."""
+    g = args.dense_grid
+    dense = dense_overrides(config("fewshot_tfa_base_shapes.yaml", out, opts), out, g)
+    result = {}
+    for i, (name, extra) in enumerate(DENSE_DETECTION.items()):
+        cfg = config("fewshot_siamese_ft_shapes.yaml",
+                     os.path.join(out, f"dense_detection_{shots}shot", f"row{i}"),
+                     list(opts) + dense + extra, FEWSHOT__SPLIT_DIR=splits,
+                     MODEL__WEIGHTS=os.path.join(out, "siamese_base", "model_final.pth"))
+        summary = fewshot_stage(cfg, shots, args.seeds, support_only=True)
+        result[f"dense {g}x{g}: {name}"] = {"nAP50": summary["metrics"]["nAP50"]}
+    return result
+
+
 def pm(agg) -> str:
     """'mean ± ci' in percent."""
     if not agg or agg.get("mean") is None:
@@ -278,6 +307,13 @@ def markdown(results: dict, args) -> str:
         for name, agg in results["recall"][str(k)].items():
             cells = " | ".join(pm(agg.get(c)) for c in RECALL_COLUMNS)  # older runs: n/a
             lines.append(f"| {name} | {k} | {cells} |")
+    if results.get("dense_detection"):
+        lines += ["", "Detection in dense scenes at an equal box-head budget (siamese base, "
+                  "novel classes from their K-shot supports, no training).", "",
+                  "| proposals | K | nAP50 |", "|---|---|---|"]
+        for k, rows in results["dense_detection"].items():
+            for name, agg in rows.items():
+                lines.append(f"| {name} | {k} | {pm(agg['nAP50'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -288,7 +324,7 @@ def main(argv=None) -> dict:
     out, opts = os.path.abspath(args.output), args.opts
     setup_logging(out)
     splits = os.path.join(out, "splits")
-    results = {"base": {}, "fewshot": {}, "recall": {}}
+    results = {"base": {}, "fewshot": {}, "recall": {}, "dense_detection": {}}
     methods = ["tfa", "siamese"] + (["yolo"] if args.yolo else [])
     for name in methods:
         init = {"MODEL__WEIGHTS": os.path.join(out, f"{BASE_INIT[name]}_base",
@@ -310,6 +346,9 @@ def main(argv=None) -> dict:
             runs[key] = fewshot_stage(cfg, k, args.seeds, support_only=support)
         results["fewshot"][str(k)] = runs
         results["recall"][str(k)] = recall_stage(args, opts, out, k, splits)
+        if args.dense_grid and k == max(args.shots):
+            results["dense_detection"][str(k)] = dense_detection_stage(args, opts, out, k,
+                                                                       splits)
     text = markdown(results, args)
     with open(os.path.join(out, "fewshot_synthetic.md"), "w") as f:
         f.write(text)
