@@ -52,7 +52,8 @@ def parse_args(argv=None):
 
 
 def main(args) -> dict:
-    from fewshot_det.engine.fewshot import format_summary, run_fewshot
+    from fewshot_det.engine.fewshot import run_fewshot
+    from fewshot_det.evaluation.seeds import format_summary
 
     cfg = default_setup(load_config(args.config, args.opts), args)
     shots = args.shots if args.shots is not None else cfg.FEWSHOT.SHOTS
