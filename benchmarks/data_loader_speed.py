@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time loading BCCD's 364 records and one epoch of training batches (0 and 2 workers).
 
-    python benchmarks/data_loader_speed.py [--root ../shared/data/BCCD] [--batch 4]
+    python benchmarks/data_loader_speed.py [--root datasets/BCCD] [--batch 4]
 
 Each setting runs in its own process so peak memory (ru_maxrss of the main process and of
 its worker processes) is that setting's alone. Images go through the training pipeline
@@ -18,7 +18,7 @@ import time
 import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_ROOT = os.path.join(HERE, "..", "..", "shared", "data", "BCCD")
+DEFAULT_ROOT = os.path.join(HERE, "..", "datasets", "BCCD")
 
 
 def run_one(root: str, workers: int, batch: int) -> dict:
