@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from ..utils.files import atomic_write_text
 from .fewshot.class_splits import SYNTHETIC_CLASSES, SYNTHETIC_NOVEL_CLASSES
 
 __all__ = [
@@ -359,8 +360,7 @@ def generate_synthetic_dataset(root: str, **params) -> Dict[str, object]:
             root, split, num, params["image_size"], params["seed"])}
     manifest = {"generator": "fewshot_det.data.synthetic", "version": GENERATOR_VERSION,
                 "params": params, "counts": counts}
-    with open(manifest_path, "w") as f:
-        json.dump(manifest, f, indent=1)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))  # never seen half-written
     os.remove(os.path.join(root, _IN_PROGRESS))
     return manifest
 

@@ -7,8 +7,8 @@ A checkpoint holds only tensors and plain Python data, so it loads with
     rng         {"torch": ByteTensor, "cuda": [ByteTensor ...]}
     extra       anything else the caller stores (metadata, best metric ...)
 
-A file is written to ``<name>.tmp``, flushed and fsync'ed, then renamed over the target,
-so a crash mid-save leaves the previous file and the pointer untouched.
+A file is written through ``fewshot_det.utils.files.atomic_write_bytes`` (a unique temp
+file, fsync, rename), so a crash mid-save leaves the previous file and the pointer untouched.
 """
 from __future__ import annotations
 
@@ -18,41 +18,17 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from ..utils.files import atomic_write_bytes, atomic_write_text
+
+__all__ = ["POINTER", "Checkpointer", "atomic_write_bytes", "save_atomic", "rng_state",
+           "set_rng_state", "unwrap"]
+
 logger = logging.getLogger(__name__)
 POINTER = "last_checkpoint"
 
 
-def atomic_write_bytes(path: str, write_fn) -> None:
-    """Call ``write_fn(file)`` on a temp file beside ``path`` and rename it into place."""
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(os.path.dirname(path) or ".")
-
-
-def _fsync_dir(folder: str) -> None:
-    # Makes the rename itself durable; not possible on every platform, harmless to skip.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
+    """``torch.save(obj)`` to ``path`` atomically."""
     atomic_write_bytes(path, lambda f: torch.save(obj, f))
 
 
@@ -108,8 +84,7 @@ class Checkpointer:
         path = os.path.join(self.output_dir, f"{name}.pth")
         save_atomic(self._state(iteration, extra), path)
         if update_pointer:
-            atomic_write_bytes(os.path.join(self.output_dir, POINTER),
-                               lambda f: f.write(os.path.basename(path).encode()))
+            atomic_write_text(os.path.join(self.output_dir, POINTER), os.path.basename(path))
         if periodic:
             self._periodic.append(path)
             self._prune()

@@ -15,10 +15,10 @@ TFA keeps its seed-0 files directly in ``SPLIT_DIR`` (no ``seed0/``); both layou
 """
 import json
 import os
-import tempfile
 import warnings
 from typing import Dict, List, Optional, Sequence
 
+from ...utils.files import atomic_write_text
 from .kshot import FewShotWarning, is_countable, merge_class_splits
 
 __all__ = [
@@ -94,24 +94,7 @@ def resolve_split_format(fmt: str, metadata) -> str:
 def write_voc_split(records: Sequence[dict], path: str) -> None:
     """Write the image paths of ``records`` (``file_name``, first occurrence order)."""
     seen = dict.fromkeys(str(r["file_name"]) for r in records)
-    _write_text_atomic(path, "".join(p + "\n" for p in seen))
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    """Write ``path`` through a unique temp file and a rename: runs that share a split
-    folder (seeds in parallel, a benchmark next to the tool) never read a partial file."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".split-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the splits from other users
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_text(path, "".join(p + "\n" for p in seen))
 
 
 def read_voc_split(path: str) -> List[str]:
@@ -232,7 +215,7 @@ def write_coco_split(
                 "iscrowd": int(a.get("iscrowd", 0)),
             })
     categories = [{"id": to_dataset[i + 1], "name": n} for i, n in enumerate(classes)]
-    _write_text_atomic(path, json.dumps(
+    atomic_write_text(path, json.dumps(
         {"images": images, "annotations": annotations, "categories": categories}))
 
 
