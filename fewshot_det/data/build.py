@@ -10,19 +10,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..utils.dist import dist_info
 from . import get_dataset
 from .catalog import Metadata
 from .mapper import DatasetMapper
 from .samplers import InferenceSampler, TrainingSampler
 
 logger = logging.getLogger(__name__)
-
-
-def dist_info() -> Tuple[int, int]:
-    """(rank, world_size); (0, 1) outside distributed runs."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def get_detection_dataset(names: Sequence[str], *, check_images: bool = True,

@@ -6,21 +6,10 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from ..utils.dist import dist_info, get_rank, get_world_size, is_dist, is_main_process
 
-def is_dist() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_rank() -> int:
-    return dist.get_rank() if is_dist() else 0
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if is_dist() else 1
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
+__all__ = ["is_dist", "dist_info", "get_rank", "get_world_size", "is_main_process",
+           "synchronize", "all_gather_objects", "reduce_mean"]
 
 
 def synchronize() -> None:
