@@ -12,10 +12,10 @@ import os
 from .catalog import DatasetCatalog
 from .fewshot.class_splits import VOC_CLASSES
 from .readers import load_coco_json, load_voc
+from .root import dataset_root
+from .synthetic import register_synthetic
 
-
-def dataset_root() -> str:
-    return os.path.expanduser(os.environ.get("FEWSHOT_DATASETS", "datasets"))
+__all__ = ["dataset_root", "register_builtin"]
 
 
 def _voc(year: str, split: str):
@@ -41,8 +41,6 @@ def _coco(split: str):
 def register_builtin() -> None:
     """Register voc_{2007,2012}_{train,val,trainval,test}, coco_2017_{train,val} and the
     synthetic shapes_{train,test,trainval}[_coco] (generated on first use)."""
-    from .synthetic import register_synthetic
-
     register_synthetic()
     for year, splits in (("2007", ("train", "val", "trainval", "test")),
                          ("2012", ("train", "val", "trainval"))):

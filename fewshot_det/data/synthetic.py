@@ -36,7 +36,10 @@ import cv2
 import numpy as np
 
 from ..utils.files import atomic_write_text
+from .catalog import DatasetCatalog
 from .fewshot.class_splits import SYNTHETIC_CLASSES, SYNTHETIC_NOVEL_CLASSES
+from .readers import load_coco_json, load_voc
+from .root import dataset_root
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -468,8 +471,6 @@ def register_synthetic(
     Returns:
         The names registered by this call.
     """
-    from .catalog import DatasetCatalog
-
     _params(**params)  # fail now, not at first load
     names = []
     for split in ("train", "test", "trainval"):
@@ -484,9 +485,6 @@ def register_synthetic(
 
 def _loader(root: Optional[str], split: str, coco: bool, params: dict):
     def load(check_images: bool = True, box_policy: str = "clip"):
-        from .builtin import dataset_root
-        from .readers import load_coco_json, load_voc
-
         where = ensure_synthetic_dataset(root or os.path.join(dataset_root(), "shapes"), **params)
         novel = list(SYNTHETIC_NOVEL_CLASSES)
         fields = {
