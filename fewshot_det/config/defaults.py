@@ -2,11 +2,14 @@
 
 Keys follow detectron2's names wherever detectron2 has the same concept, so configs and
 command-line overrides read the same. A key that is not declared here is an error.
+
+Each top-level node is declared once, in this order: MODEL (the detector, with one sub-node
+per component and per meta-architecture), INPUT, DATASETS, DATALOADER, SOLVER, TEST,
+FEWSHOT, then OUTPUT_DIR and SEED.
 """
 from fvcore.common.config import CfgNode as CN
 
 _C = CN()
-_C.VERSION = 1
 
 # ---------------------------------------------------------------------------------------
 # Model
@@ -147,6 +150,71 @@ _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = [10.0, 10.0, 5.0, 5.0]
 # Class-agnostic box regression (one set of deltas instead of one per class).
 _C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False
 
+# YOLO-grid (MODEL.META_ARCHITECTURE "YOLOGrid"; fewshot_det/modeling/yolo/).
+# The class count K is MODEL.ROI_HEADS.NUM_CLASSES (filled from the data by the tools, as
+# for every meta-architecture). The input is INPUT.FIXED_SIZE square (INPUT.RESIZE_MODE
+# "fixed_square"); the backbone is MODEL.BACKBONE.NAME "build_resnet_backbone"
+# (MODEL.RESNETS.*), so MODEL.WEIGHTS loads as for the R-CNN.
+_C.MODEL.YOLO = CN()
+# Grid size S: the image is divided into S x S cells. When the backbone feature is not
+# S x S (INPUT.FIXED_SIZE / 32 for res5) it is average-pooled to S x S.
+_C.MODEL.YOLO.GRID_SIZE = 14
+# Boxes B predicted per cell (each: x, y, w, h, confidence).
+_C.MODEL.YOLO.NUM_BOXES = 2
+# Backbone feature the head reads ("res4" or "res5").
+_C.MODEL.YOLO.IN_FEATURE = "res5"
+# Head: this many 3x3 conv + norm + LeakyReLU layers of HEAD_CONV_DIM channels before the
+# 1x1 box and class predictors (0 = predictors directly on the backbone feature).
+_C.MODEL.YOLO.HEAD_NUM_CONVS = 2
+_C.MODEL.YOLO.HEAD_CONV_DIM = 256
+# Normalisation of the head's convs: "BN", "GN" or "" (none).
+_C.MODEL.YOLO.HEAD_NORM = "BN"
+# Weight of the box-regression term (YOLOv1 lambda_coord).
+_C.MODEL.YOLO.L_COORD = 5.0
+# Weight of the no-object confidence term (YOLOv1 lambda_noobj).
+_C.MODEL.YOLO.L_NOOBJ = 0.5
+# Weight of the class-probability term (1 in YOLOv1).
+_C.MODEL.YOLO.L_CLASS = 1.0
+# Confidence target of the responsible box: "iou" (its IoU with the GT box, YOLOv1) or "one".
+_C.MODEL.YOLO.CONF_TARGET = "iou"
+# Test-time decoding: detections scoring (confidence x class probability) below this are
+# dropped, then per-class NMS at this IoU, then the top TEST.DETECTIONS_PER_IMAGE are kept.
+_C.MODEL.YOLO.SCORE_THRESH_TEST = 0.01
+_C.MODEL.YOLO.NMS_THRESH_TEST = 0.5
+
+# Siamese few-shot detector (MODEL.META_ARCHITECTURE "SiameseRCNN",
+# fewshot_det/modeling/meta_arch/siamese_rcnn.py and fewshot_det/modeling/fewshot/).
+_C.MODEL.SIAMESE = CN()
+# Momentum of the running class prototypes kept while training (used at inference when no
+# support set was given): bank = m * bank + (1 - m) * episode prototype.
+_C.MODEL.SIAMESE.PROTOTYPE_MOMENTUM = 0.99
+# In training, the probability that a class column is scored from its support prototype
+# alone (its learned class row dropped): this is what teaches the prototype-to-weight map
+# used for classes given only as supports.
+_C.MODEL.SIAMESE.PROTOTYPE_ONLY_PROB = 0.5
+# Train only the support conditioning (prototype-to-weight map, class rows) on top of a
+# trained plain detector loaded from MODEL.WEIGHTS, whose backbone, RPN and box head stay
+# fixed (batch norm in eval mode). The siamese base stage.
+_C.MODEL.SIAMESE.FREEZE_DETECTOR = False
+# Keep batch norm in eval mode while training (running statistics, never updated): for
+# fine-tuning on a few images, whose batch and support-crop statistics are unrepresentative.
+_C.MODEL.SIAMESE.NORM_EVAL = False
+# Prototypes that score the class columns in training: "episode" (each image's own N-way
+# episode, the bank for its other columns) or "bank" (the running bank for every column,
+# as at inference; episodes only update it). "bank" suits fine-tuning: a 1-shot episode
+# prototype is noise around the K-shot class mean the model is evaluated with.
+_C.MODEL.SIAMESE.TRAIN_PROTOTYPES = "episode"
+# In training, give every image, besides its episode's classes, a column for every other
+# class of the prototype bank (detached running prototypes), so the heads learn to rank
+# among all known classes as at inference.
+_C.MODEL.SIAMESE.BANK_COLUMNS = True
+# The support-conditioned proposal stage, at inference: the RPN proposes this many
+# candidates per image, the box head scores each against the class prototypes (best
+# column's softmax probability), and the MODEL.RPN.POST_NMS_TOPK_TEST best by that support
+# score go on to the box head. Objects of the support's class are kept in clutter, where
+# the RPN's objectness order alone would drop them. 0 = the RPN's proposals as they are.
+_C.MODEL.SIAMESE.PROPOSAL_CANDIDATES = 1000
+
 # ---------------------------------------------------------------------------------------
 # Input
 # ---------------------------------------------------------------------------------------
@@ -165,6 +233,25 @@ _C.INPUT.FORMAT = "BGR"
 # Resize mode: "shortest_edge" (R-CNN) or "fixed_square" (YOLO-grid: INPUT.FIXED_SIZE).
 _C.INPUT.RESIZE_MODE = "shortest_edge"
 _C.INPUT.FIXED_SIZE = 448
+
+# YOLO-style training augmentation (fewshot_det/data/yolo_transforms.py), used when
+# INPUT.RESIZE_MODE is "fixed_square"; the flip probability is INPUT.RANDOM_FLIP.
+_C.INPUT.YOLO_AUG = CN()
+_C.INPUT.YOLO_AUG.ENABLED = False
+# Probability of a random crop keeping between CROP_MIN and 1 of each side (drawn per side).
+_C.INPUT.YOLO_AUG.CROP_PROB = 0.5
+_C.INPUT.YOLO_AUG.CROP_MIN = 0.6
+# Random scaling by a factor in [1 - SCALE, 1 + SCALE] about the centre, and translation by
+# up to SHIFT x the image size (YOLOv1: 0.2 and 0.2). 0 disables each.
+_C.INPUT.YOLO_AUG.SCALE = 0.2
+_C.INPUT.YOLO_AUG.SHIFT = 0.2
+# Colour jitter in HSV: hue shift up to +-HUE of the hue circle; saturation and exposure
+# (value) multiplied by a factor in [1 / x, x] (YOLOv1: 1.5, 1.5). 1.0 disables.
+_C.INPUT.YOLO_AUG.HUE = 0.0
+_C.INPUT.YOLO_AUG.SATURATION = 1.5
+_C.INPUT.YOLO_AUG.EXPOSURE = 1.5
+# A box keeping less than this fraction of its area after a crop, scale or shift is dropped.
+_C.INPUT.YOLO_AUG.MIN_VISIBLE = 0.25
 
 # ---------------------------------------------------------------------------------------
 # Datasets
@@ -247,7 +334,9 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 _C.TEST.PR_SCORE_THRESH = 0.5
 
 # ---------------------------------------------------------------------------------------
-# Few-shot
+# Few-shot: class split, K-shot sets, base/novel phases, episodes, support crops, fine-tuning
+# (fewshot_det/data/fewshot/, fewshot_det/data/episodes.py, fewshot_det/engine/fewshot.py,
+# tools/finetune_fewshot.py)
 # ---------------------------------------------------------------------------------------
 _C.FEWSHOT = CN()
 # Named class split ("voc1", "voc2", "voc3", "coco", "synthetic") or "" for the lists below.
@@ -262,73 +351,6 @@ _C.FEWSHOT.SEED = 0
 # Folder holding TFA-style split files (seed{i}/box_{K}shot_{class}_train.txt ...); empty
 # = OUTPUT_DIR/splits.
 _C.FEWSHOT.SPLIT_DIR = ""
-
-# ---------------------------------------------------------------------------------------
-# Misc
-# ---------------------------------------------------------------------------------------
-_C.OUTPUT_DIR = "./output"
-# Training seed (model init, data order, augmentation). < 0 = random, logged.
-_C.SEED = 0
-# Make cuDNN deterministic (slower).
-_C.CUDNN_DETERMINISTIC = False
-
-# ---------------------------------------------------------------------------------------
-# YOLO-grid (MODEL.META_ARCHITECTURE "YOLOGrid"; fewshot_det/modeling/yolo/)
-# ---------------------------------------------------------------------------------------
-# The class count K is MODEL.ROI_HEADS.NUM_CLASSES (filled from the data by the tools, as
-# for every meta-architecture). The input is INPUT.FIXED_SIZE square (INPUT.RESIZE_MODE
-# "fixed_square"); the backbone is MODEL.BACKBONE.NAME "build_resnet_backbone"
-# (MODEL.RESNETS.*), so MODEL.WEIGHTS loads as for the R-CNN.
-_C.MODEL.YOLO = CN()
-# Grid size S: the image is divided into S x S cells. When the backbone feature is not
-# S x S (INPUT.FIXED_SIZE / 32 for res5) it is average-pooled to S x S.
-_C.MODEL.YOLO.GRID_SIZE = 14
-# Boxes B predicted per cell (each: x, y, w, h, confidence).
-_C.MODEL.YOLO.NUM_BOXES = 2
-# Backbone feature the head reads ("res4" or "res5").
-_C.MODEL.YOLO.IN_FEATURE = "res5"
-# Head: this many 3x3 conv + norm + LeakyReLU layers of HEAD_CONV_DIM channels before the
-# 1x1 box and class predictors (0 = predictors directly on the backbone feature).
-_C.MODEL.YOLO.HEAD_NUM_CONVS = 2
-_C.MODEL.YOLO.HEAD_CONV_DIM = 256
-# Normalisation of the head's convs: "BN", "GN" or "" (none).
-_C.MODEL.YOLO.HEAD_NORM = "BN"
-# Weight of the box-regression term (YOLOv1 lambda_coord).
-_C.MODEL.YOLO.L_COORD = 5.0
-# Weight of the no-object confidence term (YOLOv1 lambda_noobj).
-_C.MODEL.YOLO.L_NOOBJ = 0.5
-# Weight of the class-probability term (1 in YOLOv1).
-_C.MODEL.YOLO.L_CLASS = 1.0
-# Confidence target of the responsible box: "iou" (its IoU with the GT box, YOLOv1) or "one".
-_C.MODEL.YOLO.CONF_TARGET = "iou"
-# Test-time decoding: detections scoring (confidence x class probability) below this are
-# dropped, then per-class NMS at this IoU, then the top TEST.DETECTIONS_PER_IMAGE are kept.
-_C.MODEL.YOLO.SCORE_THRESH_TEST = 0.01
-_C.MODEL.YOLO.NMS_THRESH_TEST = 0.5
-
-# YOLO-style training augmentation (fewshot_det/data/yolo_transforms.py), used when
-# INPUT.RESIZE_MODE is "fixed_square"; the flip probability is INPUT.RANDOM_FLIP.
-_C.INPUT.YOLO_AUG = CN()
-_C.INPUT.YOLO_AUG.ENABLED = False
-# Probability of a random crop keeping between CROP_MIN and 1 of each side (drawn per side).
-_C.INPUT.YOLO_AUG.CROP_PROB = 0.5
-_C.INPUT.YOLO_AUG.CROP_MIN = 0.6
-# Random scaling by a factor in [1 - SCALE, 1 + SCALE] about the centre, and translation by
-# up to SHIFT x the image size (YOLOv1: 0.2 and 0.2). 0 disables each.
-_C.INPUT.YOLO_AUG.SCALE = 0.2
-_C.INPUT.YOLO_AUG.SHIFT = 0.2
-# Colour jitter in HSV: hue shift up to +-HUE of the hue circle; saturation and exposure
-# (value) multiplied by a factor in [1 / x, x] (YOLOv1: 1.5, 1.5). 1.0 disables.
-_C.INPUT.YOLO_AUG.HUE = 0.0
-_C.INPUT.YOLO_AUG.SATURATION = 1.5
-_C.INPUT.YOLO_AUG.EXPOSURE = 1.5
-# A box keeping less than this fraction of its area after a crop, scale or shift is dropped.
-_C.INPUT.YOLO_AUG.MIN_VISIBLE = 0.25
-
-# ---------------------------------------------------------------------------------------
-# Few-shot training: base/novel phases, episodes, support crops, fine-tuning
-# (fewshot_det/data/episodes.py, fewshot_det/engine/fewshot.py, tools/finetune_fewshot.py)
-# ---------------------------------------------------------------------------------------
 # Annotations kept in the training set: "all", or "base" (novel-class boxes removed, so
 # novel objects are background: the base-training phase of TFA / FsDet). The class count
 # of the model does not change; novel rows are re-initialised by the fine-tuning surgery.
@@ -364,34 +386,9 @@ _C.FEWSHOT.FINETUNE.TRAINABLE = []
 # the support-only detector (novel classes included) instead of empty prototypes.
 _C.FEWSHOT.FINETUNE.INIT_PROTOTYPES = True
 
-# Siamese few-shot detector (MODEL.META_ARCHITECTURE "SiameseRCNN",
-# fewshot_det/modeling/meta_arch/siamese_rcnn.py and fewshot_det/modeling/fewshot/).
-_C.MODEL.SIAMESE = CN()
-# Momentum of the running class prototypes kept while training (used at inference when no
-# support set was given): bank = m * bank + (1 - m) * episode prototype.
-_C.MODEL.SIAMESE.PROTOTYPE_MOMENTUM = 0.99
-# In training, the probability that a class column is scored from its support prototype
-# alone (its learned class row dropped): this is what teaches the prototype-to-weight map
-# used for classes given only as supports.
-_C.MODEL.SIAMESE.PROTOTYPE_ONLY_PROB = 0.5
-# Train only the support conditioning (prototype-to-weight map, class rows) on top of a trained plain detector loaded from MODEL.WEIGHTS, whose backbone,
-# RPN and box head stay fixed (batch norm in eval mode). The siamese base stage.
-_C.MODEL.SIAMESE.FREEZE_DETECTOR = False
-# Keep batch norm in eval mode while training (running statistics, never updated): for
-# fine-tuning on a few images, whose batch and support-crop statistics are unrepresentative.
-_C.MODEL.SIAMESE.NORM_EVAL = False
-# Prototypes that score the class columns in training: "episode" (each image's own N-way
-# episode, the bank for its other columns) or "bank" (the running bank for every column,
-# as at inference; episodes only update it). "bank" suits fine-tuning: a 1-shot episode
-# prototype is noise around the K-shot class mean the model is evaluated with.
-_C.MODEL.SIAMESE.TRAIN_PROTOTYPES = "episode"
-# In training, give every image, besides its episode's classes, a column for every other
-# class of the prototype bank (detached running prototypes), so the heads learn to rank
-# among all known classes as at inference.
-_C.MODEL.SIAMESE.BANK_COLUMNS = True
-# The support-conditioned proposal stage, at inference: the RPN proposes this many
-# candidates per image, the box head scores each against the class prototypes (best
-# column's softmax probability), and the MODEL.RPN.POST_NMS_TOPK_TEST best by that support
-# score go on to the box head. Objects of the support's class are kept in clutter, where
-# the RPN's objectness order alone would drop them. 0 = the RPN's proposals as they are.
-_C.MODEL.SIAMESE.PROPOSAL_CANDIDATES = 1000
+# ---------------------------------------------------------------------------------------
+# Misc
+# ---------------------------------------------------------------------------------------
+_C.OUTPUT_DIR = "./output"
+# Training seed (model init, data order, augmentation). < 0 = random, logged.
+_C.SEED = 0
