@@ -2,19 +2,28 @@
 
 What this adds to fvcore/yacs:
 - errors name the file and the key (yacs says "Non-existent config key: X" with no file);
+- a key whose settings live under another node (``MOVED_KEYS``) is refused with the key
+  to use instead;
 - an integer where a float is declared is accepted (``BASE_LR: 1``), as users expect;
 - ``validate_cfg`` runs the cross-field checks before a config is frozen.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, List
+from typing import Any, Iterator, List
 
 from fvcore.common.config import CfgNode as _FvCfgNode
 
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key."""
+
+
+# Nodes whose keys are declared under another name: (prefix set by the config, prefix to
+# use). Any key under the left prefix is refused with the same key under the right one.
+MOVED_KEYS = (
+    ("MODEL.BACKBONE.CROP_PRETRAIN", "PRETRAIN"),  # the crop warm-up is its own node
+)
 
 
 class CfgNode(_FvCfgNode):
@@ -31,6 +40,7 @@ class CfgNode(_FvCfgNode):
             return
         if not isinstance(loaded, dict):
             raise ConfigError(f"{cfg_filename}: top level must be a mapping of keys")
+        _check_moved(_leaf_keys(loaded), cfg_filename)
         _coerce_ints_to_floats(loaded, self)
         try:
             self.merge_from_other_cfg(type(self)(loaded))
@@ -42,10 +52,27 @@ class CfgNode(_FvCfgNode):
             raise ConfigError(
                 f"overrides must be KEY VALUE pairs, got an odd number: {cfg_list}"
             )
+        _check_moved(cfg_list[0::2], "command-line override")
         try:
             super().merge_from_list(_coerce_override_list(cfg_list, self))
         except (KeyError, ValueError, AssertionError) as e:
             raise ConfigError(f"command-line override: {_clean(e)}") from e
+
+
+def _leaf_keys(loaded: dict, prefix: str = "") -> Iterator[str]:
+    """Dotted names of the values a loaded YAML mapping sets (an empty mapping counts)."""
+    for key, value in loaded.items():
+        if isinstance(value, dict) and value:
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _check_moved(keys, where: str) -> None:
+    for key in keys:
+        for old, new in MOVED_KEYS:
+            if key == old or str(key).startswith(old + "."):
+                raise ConfigError(f"{where}: {key} is not a key; set {new}{key[len(old):]}")
 
 
 def _clean(e: BaseException) -> str:

@@ -4,8 +4,8 @@ Keys follow detectron2's names wherever detectron2 has the same concept, so conf
 command-line overrides read the same. A key that is not declared here is an error.
 
 Each top-level node is declared once, in this order: MODEL (the detector, with one sub-node
-per component and per meta-architecture), INPUT, DATASETS, DATALOADER, SOLVER, TEST,
-FEWSHOT, then OUTPUT_DIR and SEED.
+per component and per meta-architecture), INPUT, DATASETS, DATALOADER, SOLVER, PRETRAIN (the
+crop warm-up before detection training), TEST, FEWSHOT, then OUTPUT_DIR and SEED.
 """
 from fvcore.common.config import CfgNode as CN
 
@@ -37,21 +37,6 @@ _C.MODEL.BACKBONE.FREEZE_AT = 2
 # Run the convolutions on channels-last (NHWC) feature maps: same results, faster on CPU
 # (oneDNN) and on GPUs with mixed precision.
 _C.MODEL.BACKBONE.CHANNELS_LAST = True
-# Warm-up of the ResNet on crops of the training boxes (a classification stage, then the
-# linear classifier is dropped) before detection training starts at iteration 0 (not on
-# --resume). For training from scratch when no pretrained weights exist (the quick starts):
-# it teaches what the classes look like ~16x cheaper per object than detection images do.
-# See fewshot_det/engine/crop_pretrain.py. ITERS 0 = off.
-_C.MODEL.BACKBONE.CROP_PRETRAIN = CN()
-_C.MODEL.BACKBONE.CROP_PRETRAIN.ITERS = 0
-_C.MODEL.BACKBONE.CROP_PRETRAIN.BATCH_SIZE = 64
-# Crop side in pixels, and the margin around each box as a fraction of its longer side.
-_C.MODEL.BACKBONE.CROP_PRETRAIN.SIZE = 64
-_C.MODEL.BACKBONE.CROP_PRETRAIN.CONTEXT = 0.15
-# Peak learning rate (SGD, momentum 0.9, SOLVER.WEIGHT_DECAY; linear warm-up, cosine decay).
-_C.MODEL.BACKBONE.CROP_PRETRAIN.BASE_LR = 0.05
-# At most this many boxes are cut (a random subset of larger sets; memory: M x 80 x 80 x 3).
-_C.MODEL.BACKBONE.CROP_PRETRAIN.MAX_CROPS = 20000
 
 _C.MODEL.RESNETS = CN()
 # 18, 34, 50 or 101.
@@ -319,6 +304,25 @@ _C.SOLVER.EMA.ENABLED = False
 _C.SOLVER.EMA.DECAY = 0.9999
 # Iterations over which the effective decay warms up (decay * (1 - exp(-it / WARMUP))).
 _C.SOLVER.EMA.WARMUP = 2000
+
+# ---------------------------------------------------------------------------------------
+# Crop warm-up (fewshot_det/engine/crop_pretrain.py)
+# ---------------------------------------------------------------------------------------
+# A second, short training loop: the ResNet classifies crops of the training boxes (then
+# the linear classifier is dropped) before detection training starts at iteration 0 (not
+# on --resume). For training from scratch when no pretrained weights exist (the quick
+# starts): it teaches what the classes look like ~16x cheaper per object than detection
+# images do. ITERS 0 = off.
+_C.PRETRAIN = CN()
+_C.PRETRAIN.ITERS = 0
+_C.PRETRAIN.BATCH_SIZE = 64
+# Crop side in pixels, and the margin around each box as a fraction of its longer side.
+_C.PRETRAIN.SIZE = 64
+_C.PRETRAIN.CONTEXT = 0.15
+# Peak learning rate (SGD, momentum 0.9, SOLVER.WEIGHT_DECAY; linear warm-up, cosine decay).
+_C.PRETRAIN.BASE_LR = 0.05
+# At most this many boxes are cut (a random subset of larger sets; memory: M x 80 x 80 x 3).
+_C.PRETRAIN.MAX_CROPS = 20000
 
 # ---------------------------------------------------------------------------------------
 # Test

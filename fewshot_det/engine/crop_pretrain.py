@@ -8,7 +8,7 @@ processes a 256-px detection image, so a minute or two of classifying the *train
 class-discriminative features, and the detection stage that follows mostly has to learn to
 localise. The classifier layer is thrown away afterwards.
 
-Runs when ``MODEL.BACKBONE.CROP_PRETRAIN.ITERS`` > 0 and training starts at iteration 0
+Runs when ``PRETRAIN.ITERS`` > 0 and training starts at iteration 0
 (never on ``--resume`` from a checkpoint: the checkpoint already holds its effect).
 
 Shape glossary: M crops in the bank, B batch, S crop side, C feature channels, K classes.
@@ -41,7 +41,8 @@ def find_resnet(model: nn.Module) -> ResNet:
     for module in model.modules():
         if isinstance(module, ResNet):
             return module
-    raise ValueError("MODEL.BACKBONE.CROP_PRETRAIN needs a ResNet backbone; the model has none")
+    raise ValueError("the crop warm-up (PRETRAIN.ITERS > 0) needs a ResNet backbone; "
+                     "the model has none")
 
 
 class CropBank:
@@ -58,7 +59,7 @@ class CropBank:
         boxes = [(i, a) for i, r in enumerate(records) for a in r["annotations"]
                  if a["bbox"][2] > a["bbox"][0] and a["bbox"][3] > a["bbox"][1]]
         if not boxes:
-            raise ValueError("MODEL.BACKBONE.CROP_PRETRAIN: the training set has no boxes")
+            raise ValueError("the crop warm-up (PRETRAIN.ITERS > 0): the training set has no boxes")
         if len(boxes) > max_crops:  # large sets: a random subset keeps memory bounded
             keep = np.random.default_rng(seed).choice(len(boxes), max_crops, replace=False)
             boxes = [boxes[k] for k in sorted(keep)]
@@ -98,10 +99,9 @@ def _lr(base: float, it: int, total: int) -> float:
 def _check(c) -> None:
     for key, low in (("ITERS", 0), ("BATCH_SIZE", 2), ("SIZE", 16), ("MAX_CROPS", 1)):
         if getattr(c, key) < low:
-            raise ValueError(f"MODEL.BACKBONE.CROP_PRETRAIN.{key} must be >= {low}, "
-                             f"got {getattr(c, key)}")
+            raise ValueError(f"PRETRAIN.{key} must be >= {low}, got {getattr(c, key)}")
     if not c.BASE_LR > 0 or c.CONTEXT < 0:
-        raise ValueError(f"MODEL.BACKBONE.CROP_PRETRAIN: BASE_LR must be > 0 and CONTEXT >= 0, "
+        raise ValueError(f"PRETRAIN.BASE_LR must be > 0 and PRETRAIN.CONTEXT >= 0, "
                          f"got {c.BASE_LR} and {c.CONTEXT}")
 
 
@@ -109,14 +109,14 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
     """Train the model's ResNet (+ a throw-away linear layer) to classify training-box crops.
 
     Args:
-        cfg: the run's config (``MODEL.BACKBONE.CROP_PRETRAIN.*``, ``MODEL.PIXEL_MEAN/STD``,
-            ``INPUT.FORMAT``, ``SOLVER.WEIGHT_DECAY``, ``SEED``).
+        cfg: the run's config (``PRETRAIN.*``, ``MODEL.PIXEL_MEAN/STD``, ``INPUT.FORMAT``,
+            ``SOLVER.WEIGHT_DECAY``, ``SEED``).
         model: any fewshot_det model holding a :class:`ResNet`; updated in place.
         records: the training records (``fewshot_det.data.build.training_records``).
     Returns:
         {"iters", "crops", "classes", "loss", "accuracy" (last 10 % of iterations), "seconds"}
     """
-    c = cfg.MODEL.BACKBONE.CROP_PRETRAIN
+    c = cfg.PRETRAIN
     _check(c)
     start = time.perf_counter()
     resnet = find_resnet(model)

@@ -140,7 +140,7 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False,
                          "scaler": scaler, "ema": ema},
         max_to_keep=cfg.SOLVER.MAX_TO_KEEP, save_to_disk=is_main_process())
     start_iter, best = _resume_or_load(cfg, model, checkpointer, resume, load_weights, ema)
-    if start_iter == 0 and cfg.MODEL.BACKBONE.CROP_PRETRAIN.ITERS > 0:
+    if start_iter == 0 and cfg.PRETRAIN.ITERS > 0:
         _crop_pretrain(cfg, model, ema)
     max_iter = cfg.SOLVER.MAX_ITER
     train_model = _wrap_ddp(model)

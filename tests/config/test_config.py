@@ -77,3 +77,20 @@ def test_num_classes_vs_dataset():
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
     with pytest.raises(ConfigError, match="NUM_CLASSES is 3.*2 classes"):
         check_num_classes(cfg, ["a", "b"])
+
+
+def test_crop_warm_up_keys_under_the_backbone_name_the_pretrain_key(tmp_path):
+    path = write(tmp_path, "old.yaml", "MODEL:\n  BACKBONE:\n    CROP_PRETRAIN:\n"
+                                       "      ITERS: 400\n")
+    with pytest.raises(ConfigError, match=r"old\.yaml: MODEL\.BACKBONE\.CROP_PRETRAIN\.ITERS "
+                                          r"is not a key; set PRETRAIN\.ITERS$"):
+        get_cfg().merge_from_file(path)
+    child = write(tmp_path, "child.yaml", "_BASE_: old.yaml\n")  # through _BASE_ as well
+    with pytest.raises(ConfigError, match="set PRETRAIN.ITERS"):
+        get_cfg().merge_from_file(child)
+    with pytest.raises(ConfigError, match="set PRETRAIN.BATCH_SIZE"):
+        get_cfg().merge_from_list(["MODEL.BACKBONE.CROP_PRETRAIN.BATCH_SIZE", "8"])
+    cfg = get_cfg()
+    cfg.merge_from_list(["PRETRAIN.ITERS", "400"])
+    assert cfg.PRETRAIN.ITERS == 400
+

@@ -33,8 +33,8 @@ def cfg_for(spec, out, *opts):
         "INPUT.MAX_SIZE_TRAIN", "64", "DATALOADER.NUM_WORKERS", "0",
         "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.WARMUP_ITERS", "1",
         "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.EMA.ENABLED", "True", "SOLVER.STEPS", "()",
-        "MODEL.BACKBONE.CROP_PRETRAIN.ITERS", "6", "MODEL.BACKBONE.CROP_PRETRAIN.BATCH_SIZE", "4",
-        "MODEL.BACKBONE.CROP_PRETRAIN.SIZE", "32", "OUTPUT_DIR", str(out), *opts])
+        "PRETRAIN.ITERS", "6", "PRETRAIN.BATCH_SIZE", "4", "PRETRAIN.SIZE", "32",
+        "OUTPUT_DIR", str(out), *opts])
     return cfg
 
 
@@ -85,6 +85,6 @@ def test_train_runs_it_from_scratch_but_not_on_resume(voc_spec, tmp_path, monkey
 
 
 def test_bad_settings_name_the_key(voc_spec, tmp_path):
-    cfg = cfg_for(voc_spec, tmp_path, "MODEL.BACKBONE.CROP_PRETRAIN.BATCH_SIZE", "1")
-    with pytest.raises(ValueError, match="CROP_PRETRAIN.BATCH_SIZE"):
+    cfg = cfg_for(voc_spec, tmp_path, "PRETRAIN.BATCH_SIZE", "1")
+    with pytest.raises(ValueError, match="PRETRAIN.BATCH_SIZE"):
         pretrain_backbone_on_crops(cfg, build_model(cfg), [])

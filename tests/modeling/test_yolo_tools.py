@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "yolo_R18_shapes.yaml")
 TINY = ["INPUT.FIXED_SIZE", "64", "MODEL.YOLO.GRID_SIZE", "2", "MODEL.YOLO.HEAD_CONV_DIM", "16",
         "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu",
-        "MODEL.BACKBONE.CROP_PRETRAIN.ITERS", "2", "MODEL.BACKBONE.CROP_PRETRAIN.BATCH_SIZE", "4"]
+        "PRETRAIN.ITERS", "2", "PRETRAIN.BATCH_SIZE", "4"]
 
 
 def run_tool(*args):
