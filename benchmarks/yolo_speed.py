@@ -48,7 +48,7 @@ def build(name: str, device: str):
     path, opts = CONFIGS[name]
     cfg = fewshot_det.get_cfg()
     cfg.merge_from_file(path)
-    cfg.merge_from_list(opts + ["MODEL.ROI_HEADS.NUM_CLASSES", str(NUM_CLASSES),
+    cfg.merge_from_list(opts + ["MODEL.YOLO.NUM_CLASSES", str(NUM_CLASSES),
                                 "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"])
     torch.manual_seed(0)
     return build_model(cfg).to(device).eval(), cfg

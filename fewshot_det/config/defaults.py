@@ -135,12 +135,14 @@ _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = [10.0, 10.0, 5.0, 5.0]
 # Class-agnostic box regression (one set of deltas instead of one per class).
 _C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False
 
-# YOLO-grid (MODEL.META_ARCHITECTURE "YOLOGrid"; fewshot_det/modeling/yolo/).
-# The class count K is MODEL.ROI_HEADS.NUM_CLASSES (filled from the data by the tools, as
-# for every meta-architecture). The input is INPUT.FIXED_SIZE square (INPUT.RESIZE_MODE
-# "fixed_square"); the backbone is MODEL.BACKBONE.NAME "build_resnet_backbone"
-# (MODEL.RESNETS.*), so MODEL.WEIGHTS loads as for the R-CNN.
+# YOLO-grid (MODEL.META_ARCHITECTURE "YOLOGrid"; fewshot_det/modeling/yolo/). The input
+# is INPUT.FIXED_SIZE square (INPUT.RESIZE_MODE "fixed_square"); the backbone is
+# MODEL.BACKBONE.NAME "build_resnet_backbone" (MODEL.RESNETS.*), so MODEL.WEIGHTS loads as
+# for the R-CNN. MODEL.ROI_HEADS.* is not read.
 _C.MODEL.YOLO = CN()
+# Foreground classes K of the class-probability output. -1 = take it from the training
+# dataset's class list.
+_C.MODEL.YOLO.NUM_CLASSES = -1
 # Grid size S: the image is divided into S x S cells. When the backbone feature is not
 # S x S (INPUT.FIXED_SIZE / 32 for res5) it is average-pooled to S x S.
 _C.MODEL.YOLO.GRID_SIZE = 14

@@ -9,6 +9,8 @@ from .config import CfgNode, ConfigError
 
 _RESNET_DEPTHS = (18, 34, 50, 101)
 _STAGES = ("res2", "res3", "res4", "res5")
+# Where a meta-architecture reads its class count K (others: MODEL.ROI_HEADS.NUM_CLASSES).
+_NUM_CLASSES_NODE = {"YOLOGrid": "YOLO"}
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -44,8 +46,14 @@ def _check_model(cfg: CfgNode) -> None:
         a, b = key.split(".")
         v = m[a][b]
         _require(0 <= v <= 1, f"MODEL.{key} must be in [0, 1], got {v}")
-    k = m.ROI_HEADS.NUM_CLASSES
-    _require(k == -1 or k >= 1, f"MODEL.ROI_HEADS.NUM_CLASSES must be >= 1 or -1, got {k}")
+    key = num_classes_key(cfg)
+    k = num_classes(cfg)
+    _require(k == -1 or k >= 1, f"{key} must be >= 1 or -1, got {k}")
+    if key != "MODEL.ROI_HEADS.NUM_CLASSES":
+        _require(m.ROI_HEADS.NUM_CLASSES == -1,
+                 f"MODEL.ROI_HEADS.NUM_CLASSES is not read by {m.META_ARCHITECTURE}; set its "
+                 f"class count with {key} (got MODEL.ROI_HEADS.NUM_CLASSES "
+                 f"{m.ROI_HEADS.NUM_CLASSES})")
 
 
 def _check_input(cfg: CfgNode) -> None:
@@ -98,7 +106,8 @@ def _check_data(cfg: CfgNode) -> None:
     both = sorted(set(f.BASE_CLASSES) & set(f.NOVEL_CLASSES))
     _require(not both, f"FEWSHOT.BASE_CLASSES and FEWSHOT.NOVEL_CLASSES share {both}")
     _require(f.SHOTS >= 0, f"FEWSHOT.SHOTS must be >= 0, got {f.SHOTS}")
-    _require(cfg.TEST.EVAL_PERIOD >= 0, f"TEST.EVAL_PERIOD must be >= 0, got {cfg.TEST.EVAL_PERIOD}")
+    _require(cfg.TEST.EVAL_PERIOD >= 0,
+             f"TEST.EVAL_PERIOD must be >= 0, got {cfg.TEST.EVAL_PERIOD}")
 
 
 def validate_cfg(cfg: CfgNode) -> CfgNode:
@@ -108,12 +117,28 @@ def validate_cfg(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
+def num_classes_key(cfg: CfgNode) -> str:
+    """The key holding the class count K of ``MODEL.META_ARCHITECTURE``:
+    ``MODEL.YOLO.NUM_CLASSES`` for YOLOGrid, ``MODEL.ROI_HEADS.NUM_CLASSES`` otherwise."""
+    return f"MODEL.{_NUM_CLASSES_NODE.get(cfg.MODEL.META_ARCHITECTURE, 'ROI_HEADS')}.NUM_CLASSES"
+
+
+def num_classes(cfg: CfgNode) -> int:
+    """The class count K the configured model is built with (-1 = not yet taken from data)."""
+    return cfg.MODEL[num_classes_key(cfg).split(".")[1]].NUM_CLASSES
+
+
+def set_num_classes(cfg: CfgNode, k: int) -> None:
+    """Set the class count of the configured meta-architecture (``cfg`` must be mutable)."""
+    cfg.MODEL[num_classes_key(cfg).split(".")[1]].NUM_CLASSES = int(k)
+
+
 def check_num_classes(cfg: CfgNode, thing_classes) -> None:
     """The model's class count must match the training data's (when set explicitly)."""
-    k = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    k = num_classes(cfg)
     if k != -1 and k != len(thing_classes):
         raise ConfigError(
-            f"MODEL.ROI_HEADS.NUM_CLASSES is {k} but the training data has "
+            f"{num_classes_key(cfg)} is {k} but the training data has "
             f"{len(thing_classes)} classes {list(thing_classes)}; set it to "
             f"{len(thing_classes)} or -1 (take it from the data)"
         )

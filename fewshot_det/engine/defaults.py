@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..config import CfgNode, check_num_classes, get_cfg, validate_cfg
+from ..config import CfgNode, check_num_classes, load_cfg, set_num_classes
 
 logger = logging.getLogger("fewshot_det")
 
@@ -74,7 +74,8 @@ def resolve_device(name: str) -> "torch.device":
 
 
 def resolve_num_classes(cfg: CfgNode) -> None:
-    """Fill MODEL.ROI_HEADS.NUM_CLASSES = -1 from the data, or check it against the data."""
+    """Fill the model's class count (``num_classes_key``: MODEL.ROI_HEADS.NUM_CLASSES, or
+    MODEL.YOLO.NUM_CLASSES for YOLOGrid) from the data when -1, or check it against the data."""
     from ..data import get_dataset
 
     names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
@@ -82,15 +83,13 @@ def resolve_num_classes(cfg: CfgNode) -> None:
         return
     _, meta = get_dataset(names[0], check_images=False, box_policy="keep")
     check_num_classes(cfg, meta.thing_classes)
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(meta.thing_classes)
+    set_num_classes(cfg, len(meta.thing_classes))
 
 
 def load_config(config_file: str, opts: List[str]) -> CfgNode:
-    """Defaults <- file (with _BASE_) <- overrides, checked and frozen."""
-    cfg = get_cfg()
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(opts)
-    validate_cfg(cfg)
+    """Defaults <- file (with _BASE_) <- overrides, checked, the class count taken from the
+    data (``resolve_num_classes``), frozen."""
+    cfg = load_cfg(config_file, opts)
     resolve_num_classes(cfg)
     cfg.freeze()
     return cfg

@@ -1,7 +1,8 @@
 import pytest
 
 from fewshot_det import get_cfg
-from fewshot_det.config import ConfigError, check_num_classes, validate_cfg
+from fewshot_det.config import (ConfigError, check_num_classes, load_cfg, num_classes,
+                                num_classes_key, set_num_classes, validate_cfg)
 
 
 def write(tmp_path, name, text):
@@ -94,3 +95,25 @@ def test_crop_warm_up_keys_under_the_backbone_name_the_pretrain_key(tmp_path):
     cfg.merge_from_list(["PRETRAIN.ITERS", "400"])
     assert cfg.PRETRAIN.ITERS == 400
 
+
+def test_yolo_reads_its_class_count_from_its_own_key():
+    cfg = get_cfg()
+    assert num_classes_key(cfg) == "MODEL.ROI_HEADS.NUM_CLASSES"
+    cfg.MODEL.META_ARCHITECTURE = "YOLOGrid"
+    assert num_classes_key(cfg) == "MODEL.YOLO.NUM_CLASSES" and num_classes(cfg) == -1
+    set_num_classes(cfg, 12)
+    assert cfg.MODEL.YOLO.NUM_CLASSES == 12 and cfg.MODEL.ROI_HEADS.NUM_CLASSES == -1
+    check_num_classes(cfg, [str(i) for i in range(12)])
+    with pytest.raises(ConfigError, match="MODEL.YOLO.NUM_CLASSES is 12 but the training data"):
+        check_num_classes(cfg, ["a", "b"])
+    validate_cfg(cfg)
+
+
+def test_yolo_config_setting_the_rcnn_class_count_is_refused(tmp_path):
+    path = write(tmp_path, "yolo.yaml", 'MODEL:\n  META_ARCHITECTURE: "YOLOGrid"\n'
+                                        "  ROI_HEADS:\n    NUM_CLASSES: 20\n")
+    with pytest.raises(ConfigError, match="MODEL.ROI_HEADS.NUM_CLASSES is not read by YOLOGrid; "
+                                          "set its class count with MODEL.YOLO.NUM_CLASSES"):
+        load_cfg(path)
+    cfg = load_cfg(path, ["MODEL.ROI_HEADS.NUM_CLASSES", "-1", "MODEL.YOLO.NUM_CLASSES", "20"])
+    assert num_classes(cfg) == 20

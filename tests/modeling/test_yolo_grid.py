@@ -24,7 +24,7 @@ def tiny_cfg(*opts):
         "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "0",
         "INPUT.RESIZE_MODE", "fixed_square", "INPUT.FIXED_SIZE", str(SIZE),
         "MODEL.YOLO.GRID_SIZE", "2", "MODEL.YOLO.HEAD_CONV_DIM", "16",
-        "MODEL.ROI_HEADS.NUM_CLASSES", "3", *opts])
+        "MODEL.YOLO.NUM_CLASSES", "3", *opts])
     return cfg
 
 
@@ -137,7 +137,7 @@ def test_torchvision_resnet_and_own_checkpoint_load(tmp_path):
 
 
 def test_checkpoint_with_another_class_count_skips_only_the_class_layer(tmp_path):
-    five = tiny_model("MODEL.ROI_HEADS.NUM_CLASSES", "5")
+    five = tiny_model("MODEL.YOLO.NUM_CLASSES", "5")
     torch.save({"model": five.state_dict()}, tmp_path / "five.pth")
     three = tiny_model(seed=1)  # 3 classes
     report = load_weights(three, str(tmp_path / "five.pth"))

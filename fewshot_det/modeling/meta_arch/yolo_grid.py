@@ -63,7 +63,7 @@ class YOLOGrid(nn.Module):
                                 body_name=f"MODEL.BACKBONE.NAME {name!r}")
         head = YOLOHead(in_channels=backbone.output_shape()[y.IN_FEATURE].channels,
                         grid_size=y.GRID_SIZE, num_boxes=y.NUM_BOXES,
-                        num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES, conv_dim=y.HEAD_CONV_DIM,
+                        num_classes=y.NUM_CLASSES, conv_dim=y.HEAD_CONV_DIM,
                         num_convs=y.HEAD_NUM_CONVS, norm=y.HEAD_NORM)
         return cls(backbone=backbone, head=head, input_size=i.FIXED_SIZE,
                    pixel_mean=cfg.MODEL.PIXEL_MEAN, pixel_std=cfg.MODEL.PIXEL_STD,

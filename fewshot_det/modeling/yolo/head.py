@@ -60,7 +60,7 @@ class YOLOHead(nn.Module):
             if value < low:
                 raise ValueError(f"MODEL.YOLO.{key} must be >= {low}, got {value}")
         if num_classes < 1:
-            raise ValueError(f"the YOLO head needs >= 1 class (MODEL.ROI_HEADS.NUM_CLASSES), "
+            raise ValueError(f"the YOLO head needs >= 1 class (MODEL.YOLO.NUM_CLASSES), "
                              f"got {num_classes}")
         self.grid_size, self.num_boxes, self.num_classes = grid_size, num_boxes, num_classes
         layers, channels = [], in_channels
