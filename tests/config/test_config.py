@@ -81,12 +81,12 @@ def test_num_classes_vs_dataset():
 
 
 def test_crop_warm_up_keys_under_the_backbone_name_the_pretrain_key(tmp_path):
-    path = write(tmp_path, "old.yaml", "MODEL:\n  BACKBONE:\n    CROP_PRETRAIN:\n"
-                                       "      ITERS: 400\n")
-    with pytest.raises(ConfigError, match=r"old\.yaml: MODEL\.BACKBONE\.CROP_PRETRAIN\.ITERS "
-                                          r"is not a key; set PRETRAIN\.ITERS$"):
+    path = write(tmp_path, "warmup.yaml",
+                 "MODEL:\n  BACKBONE:\n    CROP_PRETRAIN:\n      ITERS: 400\n")
+    with pytest.raises(ConfigError, match=r"warmup\.yaml: MODEL\.BACKBONE\.CROP_PRETRAIN\."
+                                          r"ITERS is not a key; set PRETRAIN\.ITERS$"):
         get_cfg().merge_from_file(path)
-    child = write(tmp_path, "child.yaml", "_BASE_: old.yaml\n")  # through _BASE_ as well
+    child = write(tmp_path, "child.yaml", "_BASE_: warmup.yaml\n")  # through _BASE_ as well
     with pytest.raises(ConfigError, match="set PRETRAIN.ITERS"):
         get_cfg().merge_from_file(child)
     with pytest.raises(ConfigError, match="set PRETRAIN.BATCH_SIZE"):
