@@ -13,8 +13,8 @@ For every seed: make (or read, e.g. TFA's files) the K-shot split in FEWSHOT.SPL
 (default OUTPUT_DIR/splits), fine-tune from MODEL.WEIGHTS after class surgery (base rows
 copied, novel rows initialised) with a fresh optimizer and schedule, evaluate on
 DATASETS.TEST. Writes OUTPUT_DIR/seed{s}/ (a training run + results.json) and
-OUTPUT_DIR/summary.json, and prints the table. Works for any meta-architecture with a
-registered class surgery (fewshot_det.modeling.fewshot.register_surgery).
+OUTPUT_DIR/summary.json, and prints the table. Works for any meta-architecture that names
+its class-shaped tensors in a ``class_rows`` classmethod (fewshot_det.modeling.fewshot.surgery).
 """
 import logging
 import os

@@ -10,7 +10,8 @@ from fewshot_det.checkpoint import load_weights
 from fewshot_det.engine.ema import ModelEMA
 from fewshot_det.modeling import build_model
 from fewshot_det.modeling.meta_arch.yolo_grid import YOLOGrid
-from fewshot_det.modeling.yolo import remap_class_layer, split_predictions
+from fewshot_det.modeling.fewshot import class_surgery
+from fewshot_det.modeling.yolo import split_predictions
 
 LOSS_KEYS = {"loss_class", "loss_no_object", "loss_contain_conf", "loss_regression"}
 SIZE = 64
@@ -149,23 +150,35 @@ def test_checkpoint_with_another_class_count_skips_only_the_class_layer(tmp_path
 
 
 def test_class_surgery_copies_base_rows_and_the_model_still_runs():
-    model = tiny_model()
-    old = model.head.cls_pred
-    new = remap_class_layer(old, ["a", "b", "c"], ["c", "a", "d", "e"],
-                            generator=torch.Generator().manual_seed(0))
-    assert new is not old and old.out_channels == 3  # pure: the old layer is untouched
-    assert torch.equal(new.weight[0], old.weight[2]) and torch.equal(new.bias[0], old.bias[2])
-    assert torch.equal(new.weight[1], old.weight[0]) and torch.equal(new.bias[1], old.bias[0])
-    assert new.bias[2:].tolist() == pytest.approx([math.log(0.2 / 0.8)] * 2)  # sigmoid 1/(K+1)
-    assert 0 < new.weight[2:].std() < 0.05
-    model.head.replace_class_layer(new)
+    state = tiny_model().state_dict()  # classes a, b, c
+    w, b = "head.cls_pred.weight", "head.cls_pred.bias"
+    before = {k: state[k].clone() for k in (w, b)}
+    new, report = class_surgery(state, "YOLOGrid", ["a", "b", "c"], ["c", "a", "d", "e"],
+                                ["d", "e"], seed=0)
+    assert report.tensors == [w, b] and report.copied == ["c", "a"]
+    assert all(torch.equal(state[k], before[k]) for k in (w, b))  # pure: input untouched
+    assert torch.equal(new[w][0], state[w][2]) and torch.equal(new[b][0], state[b][2])
+    assert torch.equal(new[w][1], state[w][0]) and torch.equal(new[b][1], state[b][0])
+    assert new[b][2:].tolist() == pytest.approx([math.log(0.2 / 0.8)] * 2)  # sigmoid 1/(K+1)
+    assert 0 < new[w][2:].std() < 0.05
+    assert new["head.box_pred.weight"] is state["head.box_pred.weight"]  # class-free: shared
+    model = tiny_model("MODEL.YOLO.NUM_CLASSES", "4")
+    model.load_state_dict(new)
     assert model.num_classes == 4
     losses = model([item([[4, 6, 30, 40]], [4])])
     assert all(math.isfinite(v.item()) for v in losses.values())
-    with pytest.raises(ValueError, match="3 rows but 2 old class names"):
-        remap_class_layer(old, ["a", "b"], ["a"])
-    with pytest.raises(ValueError, match="duplicate"):
-        remap_class_layer(old, ["a", "b", "c"], ["a", "a"])
+    with pytest.raises(ValueError, match="has 3 class rows but the checkpoint names 2"):
+        class_surgery(state, "YOLOGrid", ["a", "b"], ["a"], [])
+    with pytest.raises(ValueError, match=r"target class list repeats \['a'\]"):
+        class_surgery(state, "YOLOGrid", ["a", "b", "c"], ["a", "a"], [])
+
+
+def test_class_rows_name_exactly_the_class_shaped_tensors():
+    three = tiny_model().state_dict()
+    five = tiny_model("MODEL.YOLO.NUM_CLASSES", "5").state_dict()
+    rows = YOLOGrid.class_rows(three, 3)
+    assert all(r.key in three and three[r.key].shape[0] == 3 for r in rows)
+    assert {k for k in three if three[k].shape != five[k].shape} == {r.key for r in rows}
 
 
 def test_engine_ema_averages_and_evaluates_the_model():

@@ -1,5 +1,5 @@
 """Few-shot parts: support prototypes, the support-conditioned box head and class-count
-surgery.
+surgery (each meta-architecture names its class-shaped tensors in ``class_rows``).
 
 The meta-architecture that assembles them is ``meta_arch.siamese_rcnn.SiameseRCNN``;
 importing this package registers ``SiameseROIHeads`` (MODEL.ROI_HEADS.NAME) and
@@ -7,10 +7,9 @@ importing this package registers ``SiameseROIHeads`` (MODEL.ROI_HEADS.NAME) and
 """
 from .prototypes import PrototypeBank, Prototypes, average_shots
 from .siamese_heads import SiameseROIHeads, PrototypeCosineOutputLayers
-from .surgery import (SURGERY_REGISTRY, ClassRows, SurgeryReport, class_surgery,
-                      register_surgery, remap_class_rows, source_rows)
+from .surgery import (ClassRows, SurgeryReport, class_surgery, meta_arch_class_rows,
+                      remap_class_rows, source_rows)
 
 __all__ = ["PrototypeBank", "Prototypes", "average_shots",
-           "SiameseROIHeads", "PrototypeCosineOutputLayers", "SURGERY_REGISTRY", "ClassRows",
-           "SurgeryReport", "class_surgery", "register_surgery", "remap_class_rows",
-           "source_rows"]
+           "SiameseROIHeads", "PrototypeCosineOutputLayers", "ClassRows", "SurgeryReport",
+           "class_surgery", "meta_arch_class_rows", "remap_class_rows", "source_rows"]

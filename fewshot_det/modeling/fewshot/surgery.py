@@ -9,18 +9,21 @@ The fine-tuning protocol (TFA's ``ckpt_surgery --method randinit``), driven by c
   initialised as a fresh layer would be;
 * rows before the class rows (the background row of a (K+1)-way classifier) are kept.
 
-Which tensors are class-shaped depends on the meta-architecture; each registers a function
-``fn(state_dict, num_target_classes) -> [ClassRows]`` in ``SURGERY_REGISTRY`` under its
-``MODEL.META_ARCHITECTURE`` name, so tools never branch on the model type.
+Which tensors are class-shaped depends on the meta-architecture: each names its own in a
+classmethod ``class_rows(state_dict, num_target_classes) -> [ClassRows]``, found through
+``META_ARCH_REGISTRY`` by its ``MODEL.META_ARCHITECTURE`` name, so tools never branch on the
+model type.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+
+from ..registry import META_ARCH_REGISTRY, lookup
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +68,6 @@ class SurgeryReport:
             lines.append(f"base classes {self.missing_base} are not in the checkpoint: "
                          f"initialised")
         return "; ".join(lines)
-
-
-SurgerySpec = Callable[[Dict[str, Tensor], int], List[ClassRows]]
-SURGERY_REGISTRY: Dict[str, SurgerySpec] = {}
-
-
-def register_surgery(meta_architecture: str):
-    """Decorator: ``fn(state_dict, num_target_classes) -> [ClassRows]`` for a model type."""
-    def wrap(fn: SurgerySpec) -> SurgerySpec:
-        SURGERY_REGISTRY[meta_architecture] = fn
-        return fn
-    return wrap
 
 
 def source_rows(src_classes: Sequence[str], dst_classes: Sequence[str],
@@ -147,14 +138,32 @@ def _initial(shape, rows: ClassRows, generator) -> Tensor:
     raise ValueError(f"{rows.key}: init must be one of {INITS}, got {rows.init!r}")
 
 
-def class_surgery(state_dict: Dict[str, Tensor], meta_architecture: str,
+def meta_arch_class_rows(meta_architecture: Union[str, type]):
+    """The ``class_rows`` classmethod of a meta-architecture class or registered name.
+
+    Raises:
+        ValueError: the name is not registered, or the class names no class rows.
+    """
+    arch = meta_architecture
+    if isinstance(arch, str):
+        arch = lookup(META_ARCH_REGISTRY, arch, "MODEL.META_ARCHITECTURE")
+    class_rows = getattr(arch, "class_rows", None)
+    if class_rows is None:
+        raise ValueError(f"no class surgery for {arch.__name__}: it defines no classmethod "
+                         f"class_rows(state_dict, num_classes) -> [ClassRows] naming its "
+                         f"class-shaped tensors")
+    return class_rows
+
+
+def class_surgery(state_dict: Dict[str, Tensor], meta_architecture: Union[str, type],
                   src_classes: Optional[Sequence[str]], dst_classes: Sequence[str],
                   novel_classes: Sequence[str], *, seed: int = 0):
-    """Apply the registered surgery of ``meta_architecture`` to a state dict.
+    """Move the class-shaped tensors of a state dict to a new class list.
 
     Args:
         state_dict: the base checkpoint's weights (our parameter names).
-        meta_architecture: ``MODEL.META_ARCHITECTURE`` of the model to be fine-tuned.
+        meta_architecture: the model to be fine-tuned: its ``MODEL.META_ARCHITECTURE``
+            name or its class; its ``class_rows`` names the tensors.
         src_classes: class names of the checkpoint's rows (None = unknown: kept in place
             when the counts match, else every class is initialised; both with a warning).
         dst_classes: the fine-tuning dataset's ``thing_classes``.
@@ -163,19 +172,17 @@ def class_surgery(state_dict: Dict[str, Tensor], meta_architecture: str,
     Returns:
         (new state dict, SurgeryReport); tensors that are not class-shaped are shared.
     Raises:
-        ValueError: no surgery registered for the model type.
+        ValueError: an unknown meta-architecture, or one without ``class_rows``; a class
+            list with a repeated name; ``src_classes`` not matching the checkpoint's rows.
     """
-    if meta_architecture not in SURGERY_REGISTRY:
-        raise ValueError(f"no class surgery registered for MODEL.META_ARCHITECTURE "
-                         f"{meta_architecture!r} (have {sorted(SURGERY_REGISTRY)}); register "
-                         f"one with fewshot_det.modeling.fewshot.register_surgery")
-    specs = [s for s in SURGERY_REGISTRY[meta_architecture](state_dict, len(dst_classes))
-             if s.key in state_dict]
+    class_rows = meta_arch_class_rows(meta_architecture)
+    specs = [s for s in class_rows(state_dict, len(dst_classes)) if s.key in state_dict]
     report = SurgeryReport(tensors=[s.key for s in specs])
     if not specs:
         logger.warning("class surgery: the checkpoint has no class-shaped tensor of a %s",
-                       meta_architecture)
+                       getattr(meta_architecture, "__name__", meta_architecture))
         return dict(state_dict), report
+    _check_names(src_classes, dst_classes, state_dict, specs[0])
     src_classes = _source_names(src_classes, state_dict, specs[0], dst_classes)
     src_index = source_rows(src_classes, dst_classes, novel_classes, report)
     generator = torch.Generator().manual_seed(int(seed))
@@ -190,10 +197,25 @@ def class_surgery(state_dict: Dict[str, Tensor], meta_architecture: str,
     return out, report
 
 
+def _num_classes(state_dict, spec: ClassRows) -> int:
+    return (state_dict[spec.key].shape[0] - spec.leading_rows) // spec.rows_per_class
+
+
+def _check_names(src_classes, dst_classes, state_dict, spec: ClassRows) -> None:
+    for what, names in (("checkpoint", src_classes or []), ("target", dst_classes)):
+        repeated = sorted({n for n in names if list(names).count(n) > 1})
+        if repeated:
+            raise ValueError(f"class surgery: the {what} class list repeats {repeated}")
+    if src_classes is not None and len(src_classes) != _num_classes(state_dict, spec):
+        raise ValueError(f"class surgery: {spec.key} has {_num_classes(state_dict, spec)} "
+                         f"class rows but the checkpoint names {len(src_classes)} classes "
+                         f"{list(src_classes)}")
+
+
 def _source_names(src_classes, state_dict, spec: ClassRows, dst_classes) -> List[str]:
     if src_classes is not None:
         return list(src_classes)
-    num = (state_dict[spec.key].shape[0] - spec.leading_rows) // spec.rows_per_class
+    num = _num_classes(state_dict, spec)
     if num == len(dst_classes):
         logger.warning("class surgery: the checkpoint does not name its classes; assuming its "
                        "%d rows are the dataset's classes in order", num)
@@ -201,42 +223,3 @@ def _source_names(src_classes, state_dict, spec: ClassRows, dst_classes) -> List
     logger.warning("class surgery: the checkpoint does not name its %d classes; every class "
                    "row is initialised", num)
     return []
-
-
-# ------------------------------------------------------------------ registered layouts
-@register_surgery("GeneralizedRCNN")
-def rcnn_class_rows(state_dict: Dict[str, Tensor], num_classes: int) -> List[ClassRows]:
-    """Faster R-CNN: classifier rows (background first) and class-specific box deltas."""
-    rows = [ClassRows(PREDICTOR + "cls_score.weight", leading_rows=1, std=0.01),
-            ClassRows(PREDICTOR + "cls_score.bias", leading_rows=1, init="zeros")]
-    bbox = state_dict.get(PREDICTOR + "bbox_pred.weight")
-    if bbox is not None and bbox.shape[0] != 4:  # class-agnostic deltas have no class rows
-        rows += [ClassRows(PREDICTOR + "bbox_pred.weight", rows_per_class=4, std=0.001),
-                 ClassRows(PREDICTOR + "bbox_pred.bias", rows_per_class=4, init="zeros")]
-    return rows
-
-
-@register_surgery("SiameseRCNN")
-def siamese_class_rows(state_dict: Dict[str, Tensor], num_classes: int) -> List[ClassRows]:
-    """Siamese R-CNN: the predictor's class rows (background kept; a new class's residual
-    row starts at zero, so its weight is exactly the one its support prototype gives),
-    its box deltas (a new class starts from the mean of the copied classes' deltas, the
-    regression a class given only as supports gets), and the prototype bank (an empty
-    row = no prototype until supports or fine-tuning episodes give one)."""
-    return [ClassRows(PREDICTOR + "cls_score.weight", leading_rows=1, init="zeros"),
-            ClassRows(PREDICTOR + "bbox_pred.weight", rows_per_class=4, init="source_mean"),
-            ClassRows(PREDICTOR + "bbox_pred.bias", rows_per_class=4, init="source_mean"),
-            ClassRows("prototype_bank.rpn", init="zeros"),
-            ClassRows("prototype_bank.head", init="zeros"),
-            ClassRows("prototype_bank.count", init="zeros")]
-
-
-@register_surgery("YOLOGrid")
-def yolo_class_rows(state_dict: Dict[str, Tensor], num_classes: int) -> List[ClassRows]:
-    """YOLO-grid: the class-probability conv (one row per class), new rows as a fresh head's
-    (``yolo.head``: weight ~ N(0, 0.01^2), bias = the prior logit of 1 / (K + 1))."""
-    from ..yolo.head import class_prior_logit
-
-    return [ClassRows("head.cls_pred.weight", std=0.01),
-            ClassRows("head.cls_pred.bias", init="constant",
-                      value=class_prior_logit(num_classes))]

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..backbone import Backbone
+from ..fewshot.surgery import PREDICTOR, ClassRows
 from ..registry import (BACKBONE_REGISTRY, META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
                         ROI_HEADS_REGISTRY, lookup)
 from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
@@ -49,6 +50,24 @@ class GeneralizedRCNN(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> "GeneralizedRCNN":
         return cls(**cls.components_from_config(cfg))
+
+    @classmethod
+    def class_rows(cls, state_dict: Dict[str, Tensor], num_classes: int) -> List[ClassRows]:
+        """Class-shaped tensors for class surgery (``modeling.fewshot.class_surgery``): the
+        classifier's rows (background first; new rows as a fresh layer's) and the
+        class-specific box deltas (4 rows per class; class-agnostic deltas have none).
+
+        Args:
+            state_dict: the checkpoint's weights (tells class-agnostic deltas apart).
+            num_classes: K of the target class list.
+        """
+        rows = [ClassRows(PREDICTOR + "cls_score.weight", leading_rows=1, std=0.01),
+                ClassRows(PREDICTOR + "cls_score.bias", leading_rows=1, init="zeros")]
+        bbox = state_dict.get(PREDICTOR + "bbox_pred.weight")
+        if bbox is not None and bbox.shape[0] != 4:
+            rows += [ClassRows(PREDICTOR + "bbox_pred.weight", rows_per_class=4, std=0.001),
+                     ClassRows(PREDICTOR + "bbox_pred.bias", rows_per_class=4, init="zeros")]
+        return rows
 
     @property
     def device(self) -> torch.device:

@@ -16,9 +16,11 @@ from typing import Dict, List, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..fewshot.surgery import ClassRows
 from ..registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, lookup
 from ..yolo import (GridBackbone, YOLOHead, decode_detections, encode_targets,
                     split_predictions, yolo_loss)
+from ..yolo.head import class_prior_logit
 from .preprocess import prepare_targets, rescale_detections
 
 
@@ -71,6 +73,21 @@ class YOLOGrid(nn.Module):
                    conf_target=y.CONF_TARGET, score_thresh=y.SCORE_THRESH_TEST,
                    nms_thresh=y.NMS_THRESH_TEST,
                    max_detections=cfg.TEST.DETECTIONS_PER_IMAGE)
+
+    @classmethod
+    def class_rows(cls, state_dict: Dict[str, Tensor], num_classes: int) -> List[ClassRows]:
+        """Class-shaped tensors for class surgery (``modeling.fewshot.class_surgery``): the
+        class-probability conv, one row per class; new rows as a fresh head's (weight ~
+        N(0, 0.01^2), bias = the prior logit of 1 / (K + 1), see ``yolo.head``). The box
+        predictor and the confidence do not depend on the classes.
+
+        Args:
+            state_dict: the checkpoint's weights (unused: the layout is fixed).
+            num_classes: K of the target class list.
+        """
+        return [ClassRows("head.cls_pred.weight", std=0.01),
+                ClassRows("head.cls_pred.bias", init="constant",
+                          value=class_prior_logit(num_classes))]
 
     @property
     def device(self) -> torch.device:

@@ -1,8 +1,12 @@
+"""Class surgery: the rows each meta-architecture's ``class_rows`` names, remapped by name."""
 import pytest
 import torch
+from torch import nn
 
-from fewshot_det.modeling.fewshot import (SURGERY_REGISTRY, ClassRows, class_surgery,
+from fewshot_det.modeling import META_ARCH_REGISTRY
+from fewshot_det.modeling.fewshot import (ClassRows, class_surgery, meta_arch_class_rows,
                                           remap_class_rows, source_rows)
+from fewshot_det.modeling.meta_arch import GeneralizedRCNN, SiameseRCNN, YOLOGrid
 from fewshot_fixtures import tiny_model
 
 P = "roi_heads.box_predictor."
@@ -75,7 +79,6 @@ def test_siamese_surgery_copies_base_rows_zeroes_novel_rows_and_empties_novel_pr
                            ["pole", "insulator", "bird_nest"], ["insulator", "bird_nest"])
     assert new["prototype_bank.count"].tolist() == [5, 0, 0]
     assert new["prototype_bank.head"][1:].abs().sum() == 0
-    assert new["prototype_bank.rpn"].shape[0] == 3
     w = new[P + "cls_score.weight"]
     # background row kept, pole copied, insulator / bird_nest zero: weight = g(prototype)
     assert w.shape == (4, 32) and (w[:2] == 2).all() and (w[2:] == 0).all()
@@ -93,9 +96,14 @@ def test_unnamed_checkpoint_and_unknown_model_type():
     other, report = class_surgery(state, "GeneralizedRCNN", None, ["a", "b"], [])
     assert report.copied == [] and report.missing_base == ["a", "b"]
     assert other[P + "cls_score.weight"].shape == (3, 32)
-    with pytest.raises(ValueError, match="no class surgery registered"):
+    with pytest.raises(ValueError, match="'MyDetector' is not registered in META_ARCH"):
         class_surgery(state, "MyDetector", None, ["a"], [])
-    assert {"GeneralizedRCNN", "SiameseRCNN", "YOLOGrid"} <= set(SURGERY_REGISTRY)
+
+    class NoRows(nn.Module):
+        pass
+
+    with pytest.raises(ValueError, match="no class surgery for NoRows: it defines no"):
+        class_surgery(state, NoRows, None, ["a"], [])
 
 
 def test_source_mean_initialises_new_rows_with_the_copied_rows_mean():
@@ -104,3 +112,39 @@ def test_source_mean_initialises_new_rows_with_the_copied_rows_mean():
     assert out.flatten().tolist() == [0.0, 4.0, 3.0, 2.0]  # mean of classes 1 and 0
     none = remap_class_rows(t, ClassRows("w", leading_rows=1, init="source_mean"), [None])
     assert none.flatten().tolist() == [0.0, 0.0]
+
+
+def test_every_registered_meta_architecture_names_its_class_rows():
+    for name, arch in META_ARCH_REGISTRY:
+        assert meta_arch_class_rows(name) == arch.class_rows, name
+    assert meta_arch_class_rows(SiameseRCNN) == SiameseRCNN.class_rows
+
+
+@pytest.mark.parametrize("arch", [GeneralizedRCNN, SiameseRCNN])
+def test_class_rows_name_exactly_the_class_shaped_tensors(arch):
+    # (YOLOGrid's: tests/modeling/test_yolo_grid.py)
+    three = tiny_model(num_classes=3, siamese=arch is SiameseRCNN).state_dict()
+    five = tiny_model(num_classes=5, siamese=arch is SiameseRCNN).state_dict()
+    rows = arch.class_rows(three, 3)
+    assert len({r.key for r in rows}) == len(rows)
+    for r in rows:
+        assert r.key in three, r.key
+        assert three[r.key].shape[0] == r.leading_rows + 3 * r.rows_per_class, r.key
+        assert five[r.key].shape[0] == r.leading_rows + 5 * r.rows_per_class, r.key
+    assert {k for k in three if three[k].shape != five[k].shape} == {r.key for r in rows}
+
+
+def test_rcnn_class_rows_leave_class_agnostic_deltas_alone():
+    state = tiny_model("MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", "True",
+                       siamese=False).state_dict()
+    assert [r.key for r in GeneralizedRCNN.class_rows(state, 3)] == [
+        P + "cls_score.weight", P + "cls_score.bias"]
+
+
+def test_surgery_by_class_equals_surgery_by_name():
+    state = tiny_model(num_classes=2).state_dict()
+    args = (["pole", "tower"], ["pole", "insulator"], ["insulator"])
+    by_name, _ = class_surgery(state, "SiameseRCNN", *args, seed=4)
+    by_class, _ = class_surgery(state, SiameseRCNN, *args, seed=4)
+    assert by_name.keys() == by_class.keys()
+    assert all(torch.equal(by_name[k], by_class[k]) for k in by_name)
