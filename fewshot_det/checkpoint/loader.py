@@ -1,4 +1,5 @@
-"""``load_weights(model, path)``: initialise a model from MODEL.WEIGHTS, reporting clearly.
+"""``load_weights(model, path)``: initialise a model from MODEL.WEIGHTS, reporting clearly;
+``load_state(model, state, source=...)`` does the same for a state dict in memory.
 
 What is reported (and logged at INFO):
 - the detected format and how many of the model's tensors were loaded;
@@ -29,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LoadReport:
-    """What ``load_weights`` did. ``str(report)`` is the grouped, human-readable summary."""
+    """What ``load_weights`` / ``load_state`` did. ``str(report)`` is the grouped,
+    human-readable summary; ``path`` names the source (a file, or ``load_state``'s
+    ``source``)."""
 
     path: str
     format: str
@@ -69,18 +72,45 @@ def load_weights(model: nn.Module, path: str) -> LoadReport:
         FileNotFoundError, or ValueError for unreadable files, unknown formats, shape
         mismatches outside the class layers, or a file sharing no tensor with the model.
     """
-    model = getattr(model, "module", model)
     fmt, converted = convert(read_weights(path))
+    return _load_converted(model, converted, source=path, fmt=fmt)
+
+
+def load_state(model: nn.Module, state: Dict[str, torch.Tensor], *, source: str,
+               format: str = "fewshot_det") -> LoadReport:
+    """Load a state dict already under our parameter names (e.g. after class surgery) into
+    ``model``, with the checks and the report of ``load_weights``; nothing is written.
+
+    Args:
+        model: the model (a DistributedDataParallel wrapper is unwrapped).
+        state: {our name: tensor}.
+        source: what ``state`` is, for the report and the errors (e.g. the file it came
+            from and what was done to it).
+        format: the format of the weights ``state`` was converted from (``convert``'s
+            name; it decides the input channel-order warning).
+    Returns:
+        a LoadReport (also logged); its ``path`` is ``source``.
+    Raises:
+        ValueError: shape mismatches outside the class layers, or no tensor shared with
+            the model.
+    """
+    converted = [(name, name, tensor) for name, tensor in state.items()]
+    return _load_converted(model, converted, source=source, fmt=format)
+
+
+def _load_converted(model: nn.Module, converted, *, source: str, fmt: str) -> LoadReport:
+    """Load [(name in the source, our name, tensor)] into ``model``; see ``load_weights``."""
+    model = getattr(model, "module", model)
     own = dict(model.state_dict())
-    report = LoadReport(path=path, format=fmt)
+    report = LoadReport(path=source, format=fmt)
     to_load, mismatched = _match(converted, own, report)
     _skip_predictor(mismatched, report, to_load)
     if mismatched:
         details = "; ".join(f"{n}: checkpoint {a} vs model {b}" for n, a, b in mismatched[:10])
-        raise ValueError(f"{path}: shapes do not match the model (check MODEL.RESNETS.DEPTH, "
+        raise ValueError(f"{source}: shapes do not match the model (check MODEL.RESNETS.DEPTH, "
                          f"MODEL.FPN.OUT_CHANNELS, ...): {details}")
     if not to_load:
-        raise ValueError(f"{path} ({fmt}) shares no tensor with the model; nothing loaded")
+        raise ValueError(f"{source} ({fmt}) shares no tensor with the model; nothing loaded")
     model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     report.unexpected.sort()

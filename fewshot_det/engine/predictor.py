@@ -92,8 +92,9 @@ class Predictor:
                 image / box is malformed.
         """
         from ..data.episodes import SupportCropper, stack_supports
+        from ..modeling import is_support_conditioned
 
-        if not hasattr(self.model, "set_supports"):
+        if not is_support_conditioned(self.model):
             raise ValueError(f"{type(self.model).__name__} does not take support examples; "
                              f"use MODEL.META_ARCHITECTURE SiameseRCNN")
         # Unnamed trained classes keep their labels 1..K; new names come after them.
