@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -122,8 +123,8 @@ def apply_class_split(cfg, metadata: Metadata) -> Metadata:
 def training_records(cfg) -> Tuple[List[dict], Metadata]:
     """The training records ``cfg`` describes: ``DATASETS.TRAIN`` with the class split
     applied, novel-class boxes dropped for few-shot base training (``FEWSHOT.TRAIN_CLASSES``
-    base) and the K-shot subset when ``FEWSHOT.SHOTS`` > 0 (split files read from / written
-    to ``FEWSHOT.SPLIT_DIR``). Returns (records, metadata)."""
+    base) and the K-shot subset when ``FEWSHOT.SHOTS`` > 0 (:func:`kshot_records`). Returns
+    (records, metadata)."""
     records, metadata = get_detection_dataset(
         cfg.DATASETS.TRAIN, check_images=cfg.DATASETS.CHECK_IMAGES,
         box_policy=cfg.DATASETS.BOX_POLICY,
@@ -135,20 +136,65 @@ def training_records(cfg) -> Tuple[List[dict], Metadata]:
     if keep is not None:
         records = restrict_to_classes(records, metadata.thing_classes, keep)
     if cfg.FEWSHOT.SHOTS > 0:
-        from .fewshot import fewshot_records
-
-        split_dir = cfg.FEWSHOT.SPLIT_DIR or os.path.join(cfg.OUTPUT_DIR, "splits")
-        records = fewshot_records(records, metadata, cfg.FEWSHOT.SHOTS, cfg.FEWSHOT.SEED,
-                                  split_dir=split_dir)
-        logger.info("K-shot training set: %d shots/class, split seed %d, %d images",
-                    cfg.FEWSHOT.SHOTS, cfg.FEWSHOT.SEED, len(records))
+        records = kshot_records(cfg, records, metadata)
     return records, metadata
 
 
+def fewshot_split_dir(cfg) -> str:
+    """The folder K-shot split files are read from and written to: ``FEWSHOT.SPLIT_DIR``,
+    by default ``OUTPUT_DIR/splits``."""
+    return cfg.FEWSHOT.SPLIT_DIR or os.path.join(cfg.OUTPUT_DIR, "splits")
+
+
+def kshot_records(cfg, records: List[dict], metadata: Metadata) -> List[dict]:
+    """The K-shot subset (``FEWSHOT.SHOTS``, split seed ``FEWSHOT.SEED``) of ``records``,
+    read from the split files in :func:`fewshot_split_dir`, or sampled and written there.
+
+    The sampler's warnings are logged; classes short of K instances are reported
+    (:func:`warn_short_classes`).
+    """
+    from .fewshot import FewShotWarning, fewshot_records
+
+    shots, seed = cfg.FEWSHOT.SHOTS, cfg.FEWSHOT.SEED
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FewShotWarning)
+        kshot = fewshot_records(records, metadata, shots, seed,
+                                split_dir=fewshot_split_dir(cfg))
+    for w in caught:
+        logger.warning("%s", w.message)
+    logger.info("K-shot training set: %d shots/class, split seed %d, %d images", shots, seed,
+                len(kshot))
+    warn_short_classes(kshot, metadata, shots, seed)
+    return kshot
+
+
+def warn_short_classes(kshot: List[dict], metadata: Metadata, shots: int, seed: int
+                       ) -> List[str]:
+    """Report every class with fewer than ``shots`` instances in the K-shot ``kshot``:
+    loudly, with a ``FewShotWarning``, when it is novel (its nAP is meaningless for this
+    seed), in the log when it is a base class. Returns the short novel classes."""
+    from .fewshot import FewShotWarning, short_classes
+
+    novel = set(metadata.get("novel_classes") or [])
+    short_novel = []
+    for name, count in short_classes(kshot, metadata.thing_classes, shots).items():
+        msg = (f"few-shot split seed {seed}: {'novel' if name in novel else 'base'} class "
+               f"{name!r} has only {count} of the {shots} requested instances")
+        if name in novel:
+            short_novel.append(name)
+            logger.warning("!" * 80 + "\n%s\n" + "!" * 80, msg)
+            warnings.warn(msg, FewShotWarning, stacklevel=3)
+        else:
+            logger.warning("%s", msg)
+    return short_novel
+
+
 def build_train_loader_from_config(cfg, start_iter: int = 0,
-                                   mapper: Optional[DatasetMapper] = None):
-    """(loader, metadata) for the records of :func:`training_records`."""
-    records, metadata = training_records(cfg)
+                                   mapper: Optional[DatasetMapper] = None,
+                                   training_set: Optional[Tuple[List[dict], Metadata]] = None):
+    """(loader, metadata) for ``training_set`` (records, metadata) when given (the dataset is
+    then not read again), else for those of :func:`training_records`."""
+    records, metadata = training_set if training_set is not None else training_records(cfg)
     mapper = mapper or DatasetMapper.from_config(cfg, is_train=True)
     if cfg.FEWSHOT.EPISODE.ENABLED:  # support-conditioned models: N-way K-shot episodes
         from .episodes import EpisodicMapper

@@ -1,4 +1,4 @@
-"""Few-shot fine-tuning over split seeds, and the seed aggregation (tools/finetune_fewshot.py).
+"""Few-shot fine-tuning over split seeds (tools/finetune_fewshot.py).
 
 For each split seed s (``FEWSHOT.SEED``, separate from the training ``SEED``):
 
@@ -9,13 +9,15 @@ For each split seed s (``FEWSHOT.SEED``, separate from the training ``SEED``):
     OUTPUT_DIR/summary.json        {"shots", "seeds", "metrics": {name: {"mean", "std",
                                    "ci95", "values"}}, ...}
 
-Nothing here depends on the meta-architecture: class surgery is looked up by
-``MODEL.META_ARCHITECTURE`` in ``modeling.fewshot.SURGERY_REGISTRY``; the optional
-support-only evaluation needs a model with ``set_supports`` (``SiameseRCNN``) and says so
-otherwise.
-
-Aggregation follows TFA's seed protocol: mean over seeds and a 95 % confidence interval
-of the mean, ``t_{0.975, n-1} * std / sqrt(n)`` with the sample standard deviation.
+A seed reads the training dataset once: its K-shot records (``data.build.training_records``,
+which also warns about classes short of K) feed both the training loop and the support
+crops. Class surgery
+happens in memory (``modeling.fewshot.class_surgery`` with the rows the meta-architecture's
+``class_rows`` names, then ``checkpoint.load_state``), so no surgered file is written.
+Nothing here branches on the meta-architecture: the optional support-only evaluation needs
+a support-conditioned model (``modeling.is_support_conditioned``) and says so otherwise.
+The statistics over seeds (TFA's protocol: mean and a t-based 95 % confidence interval of
+the mean) live in ``evaluation.seeds``.
 """
 from __future__ import annotations
 
@@ -29,9 +31,11 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..data.build import fewshot_split_dir, training_records
 from ..data.fewshot import FewShotWarning
 from ..evaluation.seeds import format_summary, summarize
-from .checkpoint import atomic_write_bytes, save_atomic
+from ..utils.files import atomic_write_text
+from .checkpoint import unwrap
 from .defaults import resolve_device, seed_all
 
 logger = logging.getLogger(__name__)
@@ -59,57 +63,16 @@ def warn_if_no_novel_ap(metrics: Dict[str, float], where: str) -> bool:
 # -------------------------------------------------------------------- data and weights
 def seed_config(cfg, shots: int, seed: int):
     """``cfg`` for one split seed: FEWSHOT.SHOTS / SEED set, its own OUTPUT_DIR/seed{s},
-    split files in FEWSHOT.SPLIT_DIR (default OUTPUT_DIR/splits, shared by the seeds)."""
+    split files in ``cfg``'s split folder (``data.build.fewshot_split_dir``: shared by the
+    seeds, so fixed here before OUTPUT_DIR changes)."""
     out = cfg.clone()
     out.defrost()
     out.FEWSHOT.SHOTS = int(shots)
     out.FEWSHOT.SEED = int(seed)
-    out.FEWSHOT.SPLIT_DIR = cfg.FEWSHOT.SPLIT_DIR or os.path.join(cfg.OUTPUT_DIR, "splits")
+    out.FEWSHOT.SPLIT_DIR = fewshot_split_dir(cfg)
     out.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, f"seed{seed}")
     out.freeze()
     return out
-
-
-def fewshot_training_set(cfg):
-    """The K-shot records of ``cfg`` (split files written or read) and their metadata.
-
-    Warns loudly for every class with fewer than K instances in the split (a novel class
-    short of shots makes nAP meaningless for that seed).
-    """
-    from ..data.build import apply_class_split, get_detection_dataset
-    from ..data.fewshot import fewshot_records
-
-    records, metadata = get_detection_dataset(
-        cfg.DATASETS.TRAIN, check_images=cfg.DATASETS.CHECK_IMAGES,
-        box_policy=cfg.DATASETS.BOX_POLICY)
-    apply_class_split(cfg, metadata)
-    shots = cfg.FEWSHOT.SHOTS
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FewShotWarning)
-        kshot = fewshot_records(records, metadata, shots, cfg.FEWSHOT.SEED,
-                                split_dir=cfg.FEWSHOT.SPLIT_DIR)
-    for w in caught:
-        logger.warning("%s", w.message)
-    short = short_classes(kshot, metadata, shots)
-    novel = set(metadata.get("novel_classes") or [])
-    for name, count in short.items():
-        msg = (f"few-shot split seed {cfg.FEWSHOT.SEED}: {'novel' if name in novel else 'base'} "
-               f"class {name!r} has only {count} of the {shots} requested instances")
-        if name in novel:
-            logger.warning("!" * 80 + "\n%s\n" + "!" * 80, msg)
-            warnings.warn(msg, FewShotWarning, stacklevel=2)
-        else:
-            logger.warning("%s", msg)
-    return kshot, metadata
-
-
-def short_classes(records: Sequence[dict], metadata, shots: int) -> Dict[str, int]:
-    """{class name: instances} for the classes with fewer than ``shots`` in ``records``."""
-    counts = {name: 0 for name in metadata.thing_classes}
-    for record in records:
-        for ann in record["annotations"]:
-            counts[metadata.thing_classes[ann["category_id"] - 1]] += 1
-    return {name: c for name, c in counts.items() if c < shots}
 
 
 def checkpoint_classes(path: str) -> Optional[List[str]]:
@@ -127,28 +90,22 @@ def checkpoint_classes(path: str) -> Optional[List[str]]:
 def load_with_surgery(cfg, metadata, model: torch.nn.Module, path: str):
     """Load ``path`` into ``model`` after class surgery to ``metadata``'s classes.
 
-    The surgered weights are written next to the run (``model_surgery.pth``, deleted after
-    loading) so the standard loader checks and reports them.
+    The surgery runs in memory and ``checkpoint.load_state`` loads its result with the
+    checks and the report of ``load_weights``; nothing is written.
 
     Returns:
         (LoadReport, SurgeryReport)
     """
-    from ..checkpoint import convert, load_weights, read_weights
+    from ..checkpoint import convert, load_state, read_weights
     from ..modeling.fewshot import class_surgery
 
-    _, converted = convert(read_weights(path))
+    fmt, converted = convert(read_weights(path))
     state = {name: tensor for _, name, tensor in converted}
-    new, report = class_surgery(state, cfg.MODEL.META_ARCHITECTURE, checkpoint_classes(path),
-                                list(metadata.thing_classes),
+    classes = list(metadata.thing_classes)
+    new, report = class_surgery(state, type(unwrap(model)), checkpoint_classes(path), classes,
                                 list(metadata.get("novel_classes") or []), seed=cfg.FEWSHOT.SEED)
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    tmp = os.path.join(cfg.OUTPUT_DIR, "model_surgery.pth")
-    save_atomic({"model": new, "extra": {"thing_classes": list(metadata.thing_classes)}}, tmp)
-    try:
-        loaded = load_weights(model, tmp)
-    finally:
-        os.remove(tmp)
-    return loaded, report
+    source = f"{path} after class surgery to {len(classes)} classes"
+    return load_state(model, new, source=source, format=fmt), report
 
 
 def freeze_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> List[str]:
@@ -185,8 +142,7 @@ def _write_results(cfg, metrics: Dict[str, float], mode: str) -> None:
                "dataset": cfg.DATASETS.TEST[0], "metrics": metrics}
     for name, text in (("config.yaml", cfg.dump()),
                        ("results.json", json.dumps(results, indent=1))):
-        atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, name),
-                           lambda f, text=text: f.write(text.encode()))
+        atomic_write_text(os.path.join(cfg.OUTPUT_DIR, name), text)
 
 
 def changed_lines(path: str, text: str) -> List[str]:
@@ -225,10 +181,10 @@ def finetune_seed(cfg, resume: bool = False) -> Dict[str, float]:
     """Fine-tune from MODEL.WEIGHTS on the K-shot split of ``cfg`` (a ``seed_config``) and
     evaluate; returns the first test dataset's metrics. ``resume``: continue from the
     seed's last checkpoint when it has one."""
-    from ..modeling import build_model
+    from ..modeling import build_model, is_support_conditioned
     from .train_loop import train
 
-    records, metadata = fewshot_training_set(cfg)
+    records, metadata = training_records(cfg)
     seed_all(cfg.SEED)
     model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
     trainable = freeze_parameters(model, list(cfg.FEWSHOT.FINETUNE.TRAINABLE))
@@ -237,11 +193,12 @@ def finetune_seed(cfg, resume: bool = False) -> Dict[str, float]:
 
     def load(m, path):
         loaded = load_with_surgery(cfg, metadata, m, path)
-        if cfg.FEWSHOT.FINETUNE.INIT_PROTOTYPES and hasattr(m, "set_supports"):
+        if cfg.FEWSHOT.FINETUNE.INIT_PROTOTYPES and is_support_conditioned(m):
             set_kshot_supports(cfg, m, records, metadata)
         return loaded
 
-    metrics = _first_test_metrics(cfg, train(cfg, model, resume=resume, load_weights=load))
+    metrics = _first_test_metrics(cfg, train(cfg, model, resume=resume, load_weights=load,
+                                             training_set=(records, metadata)))
     _write_results(cfg, metrics, "finetune")
     return metrics
 
@@ -264,13 +221,13 @@ def set_kshot_supports(cfg, model, records: Sequence[dict], metadata) -> List[in
 def support_only_seed(cfg) -> Dict[str, float]:
     """Evaluate MODEL.WEIGHTS with the novel classes given only as supports (the K-shot
     split's instances, encoded once), without any training."""
-    from ..modeling import build_model
+    from ..modeling import build_model, is_support_conditioned
     from .train_loop import evaluate_model
 
-    records, metadata = fewshot_training_set(cfg)
+    records, metadata = training_records(cfg)
     seed_all(cfg.SEED)
     model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
-    if not hasattr(model, "set_supports"):
+    if not is_support_conditioned(model):
         raise ValueError(f"support-only evaluation needs a model that takes supports "
                          f"(MODEL.META_ARCHITECTURE SiameseRCNN), got "
                          f"{cfg.MODEL.META_ARCHITECTURE}")

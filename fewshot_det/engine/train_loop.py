@@ -118,8 +118,8 @@ def _wrap_ddp(model):
         find_unused_parameters=True)
 
 
-def train(cfg, model: torch.nn.Module, *, resume: bool = False,
-          load_weights=None) -> Dict[str, Dict[str, float]]:
+def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=None,
+          training_set=None) -> Dict[str, Dict[str, float]]:
     """Train ``model`` as ``cfg`` says; returns the final evaluation (dataset -> metrics).
 
     Args:
@@ -128,6 +128,8 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False,
             start from ``MODEL.WEIGHTS``.
         load_weights: ``fn(model, path)`` loading MODEL.WEIGHTS (formats of
             ``fewshot_det.checkpoint``); None = ``fewshot_det.checkpoint.load_weights``.
+        training_set: (records, metadata) to train on, e.g. a K-shot split the caller
+            already built; None = ``data.build.training_records(cfg)``, read here.
     """
     device = model_device(model)
     optimizer = build_optimizer(cfg, model)
@@ -141,10 +143,11 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False,
         max_to_keep=cfg.SOLVER.MAX_TO_KEEP, save_to_disk=is_main_process())
     start_iter, best = _resume_or_load(cfg, model, checkpointer, resume, load_weights, ema)
     if start_iter == 0 and cfg.PRETRAIN.ITERS > 0:
-        _crop_pretrain(cfg, model, ema)
+        _crop_pretrain(cfg, model, ema, training_set)
     max_iter = cfg.SOLVER.MAX_ITER
     train_model = _wrap_ddp(model)
-    loader, metadata = build_train_loader_from_config(cfg, start_iter=start_iter)
+    loader, metadata = build_train_loader_from_config(cfg, start_iter=start_iter,
+                                                      training_set=training_set)
     meta = {"thing_classes": list(metadata.thing_classes)}  # lets Predictor name classes
     writer = MetricsWriter(cfg.OUTPUT_DIR) if is_main_process() else None
     progress = Progress(start_iter, max_iter, enabled=is_main_process(),
@@ -209,8 +212,9 @@ def _periodic_eval(cfg, model, ema, checkpointer, writer, done: int,
     return best
 
 
-def _crop_pretrain(cfg, model, ema) -> None:
-    pretrain_backbone_on_crops(cfg, model, training_records(cfg)[0])
+def _crop_pretrain(cfg, model, ema, training_set) -> None:
+    records = (training_set if training_set is not None else training_records(cfg))[0]
+    pretrain_backbone_on_crops(cfg, model, records)
     if ema is not None:  # the average starts from the warmed-up weights
         ema.module.load_state_dict(model.state_dict())
 

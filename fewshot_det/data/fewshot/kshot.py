@@ -37,6 +37,7 @@ __all__ = [
     "sample_kshot",
     "merge_class_splits",
     "build_fewshot_dataset",
+    "short_classes",
 ]
 
 _MAX_WALKS = 20
@@ -234,3 +235,20 @@ def build_fewshot_dataset(
         records, thing_classes, shots, seed, classes=classes, allow_partial=allow_partial
     )
     return merge_class_splits(per_class)
+
+
+def short_classes(records: Sequence[dict], thing_classes: Sequence[str], shots: int
+                  ) -> Dict[str, int]:
+    """{class name: instances} for the classes with fewer than ``shots`` annotations in
+    ``records`` (a K-shot set; every annotation counts).
+
+    Args:
+        records: records with ``category_id`` in 1..K.
+        thing_classes: the K class names, label order.
+        shots: K.
+    """
+    counts = {name: 0 for name in thing_classes}
+    for record in records:
+        for ann in record["annotations"]:
+            counts[thing_classes[ann["category_id"] - 1]] += 1
+    return {name: c for name, c in counts.items() if c < shots}

@@ -1,12 +1,10 @@
-import logging
+"""Seed statistics (``evaluation.seeds``): values checked by hand."""
 import math
 
 import pytest
 
-from fewshot_det.data.catalog import Metadata
-from fewshot_det.data.fewshot import FewShotWarning
-from fewshot_det.engine.fewshot import (aggregate, format_summary, short_classes, summarize,
-                                        t_quantile_975, warn_if_no_novel_ap)
+from fewshot_det.evaluation.seeds import (aggregate, format_summary, paired_difference, pm,
+                                          summarize, t_quantile_975)
 
 
 def test_aggregate_by_hand():
@@ -19,6 +17,7 @@ def test_aggregate_by_hand():
     assert agg["values"] == [0.1, 0.2, 0.3, 0.4]
     one = aggregate([0.5])
     assert one == {"mean": 0.5, "std": 0.0, "ci95": None, "values": [0.5]}
+    assert aggregate([]) == {"mean": None, "std": None, "ci95": None, "values": []}
 
 
 def test_t_quantiles():
@@ -46,16 +45,18 @@ def test_summary_over_seeds_and_table():
     assert "30.0 40.0 50.0" in table
 
 
-def test_zero_novel_ap_warns_loudly(caplog):
-    with caplog.at_level(logging.WARNING), pytest.warns(FewShotWarning, match="nAP50 = 0"):
-        assert warn_if_no_novel_ap({"nAP": 0.0, "nAP50": 0.0, "bAP50": 0.7}, "10-shot seed 1")
-    assert "!!!!" in caplog.text and "surgery" in caplog.text
-    assert not warn_if_no_novel_ap({"nAP": 0.01, "nAP50": 0.2}, "x")
-    assert not warn_if_no_novel_ap({"AP50": 0.0}, "no novel classes")  # no novel keys
+def test_paired_difference_over_common_seeds():
+    diff, t = paired_difference({0: 3.0, 1: 5.0, 2: 4.0, 7: 9.0}, {0: 1.0, 1: 2.0, 2: 3.0})
+    # differences 2, 3, 1: mean 2, sample std 1, t = 2 / (1 / sqrt(3))
+    assert diff["values"] == [2.0, 3.0, 1.0] and diff["mean"] == pytest.approx(2.0)
+    assert diff["std"] == pytest.approx(1.0) and t == pytest.approx(2 * math.sqrt(3))
+    _, t_one = paired_difference({0: 1.0}, {0: 0.5})
+    assert math.isnan(t_one)
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_difference({0: 1.0}, {1: 1.0})
 
 
-def test_short_classes_counts_instances():
-    meta = Metadata("m", thing_classes=["a", "b", "c"])
-    records = [{"annotations": [{"category_id": 1}, {"category_id": 1}, {"category_id": 2}]},
-               {"annotations": [{"category_id": 1}]}]
-    assert short_classes(records, meta, 2) == {"b": 1, "c": 0}
+def test_pm_formats_mean_and_interval():
+    assert pm({"mean": 12.34, "ci95": 1.26}) == "12.3 ± 1.3"
+    assert pm({"mean": 2.0, "ci95": None}, signed=True) == "+2.0"
+    assert pm(None) == "n/a" and pm({"mean": None}) == "n/a"
