@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..config import num_classes, num_classes_key, set_num_classes
 from ..data.mapper import image_to_tensor
 from ..data.transforms import apply_transforms, build_transforms
 from .defaults import resolve_device
@@ -58,12 +59,12 @@ class Predictor:
 
         self.cfg = cfg.clone()
         self.class_names = class_names or _class_names_from(cfg, cfg.MODEL.WEIGHTS)
-        if self.cfg.MODEL.ROI_HEADS.NUM_CLASSES == -1:
+        if num_classes(self.cfg) == -1:
             if not self.class_names:
-                raise ValueError("MODEL.ROI_HEADS.NUM_CLASSES is -1 and no class names were "
+                raise ValueError(f"{num_classes_key(self.cfg)} is -1 and no class names were "
                                  "found (checkpoint, DATASETS or class_names=...)")
             self.cfg.defrost()
-            self.cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(self.class_names)
+            set_num_classes(self.cfg, len(self.class_names))
         self.device = resolve_device(self.cfg.MODEL.DEVICE)
         self.model = build_model(self.cfg).to(self.device).eval()
         if self.cfg.MODEL.WEIGHTS:
@@ -99,7 +100,7 @@ class Predictor:
                              f"use MODEL.META_ARCHITECTURE SiameseRCNN")
         # Unnamed trained classes keep their labels 1..K; new names come after them.
         names = self.class_names = list(self.class_names or [
-            f"class{i}" for i in range(1, self.cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1)])
+            f"class{i}" for i in range(1, num_classes(self.cfg) + 1)])
         cropper = SupportCropper.from_config(self.cfg)
         crops, boxes, labels = [], [], []
         for name, examples in supports.items():

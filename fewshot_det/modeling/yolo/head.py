@@ -91,11 +91,3 @@ class YOLOHead(nn.Module):
             x = F.adaptive_avg_pool2d(x, self.grid_size)
         logits = torch.cat([self.box_pred(x), self.cls_pred(x)], dim=1)  # N, B*5+K, G, G
         return logits.sigmoid().permute(0, 2, 3, 1)
-
-    def replace_class_layer(self, layer: nn.Conv2d) -> None:
-        """Swap in a class-probability layer (e.g. from ``surgery.remap_class_layer``)."""
-        if layer.in_channels != self.cls_pred.in_channels:
-            raise ValueError(f"class layer takes {layer.in_channels} channels, the head gives "
-                             f"{self.cls_pred.in_channels}")
-        self.cls_pred = layer
-        self.num_classes = layer.out_channels
