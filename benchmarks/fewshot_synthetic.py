@@ -134,7 +134,7 @@ def novel_recall(cfg, weights: str, prototypes: str = "", *, wrong_supports: boo
     from fewshot_det.checkpoint import load_weights
     from fewshot_det.data.build import build_test_loader_from_config
     from fewshot_det.engine.defaults import resolve_device
-    from fewshot_det.evaluation import proposal_recall
+    from proposal_recall import proposal_recall  # benchmarks/proposal_recall.py
     from fewshot_det.modeling import build_model
 
     model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))

@@ -10,13 +10,11 @@ without it). Entry points:
   results file;
 * ``instances_to_results(image_id, boxes, scores, labels, metadata)`` -> COCO results
   entries from one image's model output (labels 1..K back to dataset category ids);
-* ``proposal_recall(proposals, records, class_ids)`` -> AR@k of a proposal stage.
 """
 from .cli import evaluate_files
 from .evaluator import SUMMARY_KEYS, EmptyPredictionsWarning, evaluate
-from .proposal_recall import proposal_recall
 from .results_io import instances_to_results
 from .table import format_table
 
 __all__ = ["evaluate", "evaluate_files", "format_table", "instances_to_results",
-           "proposal_recall", "SUMMARY_KEYS", "EmptyPredictionsWarning"]
+           "SUMMARY_KEYS", "EmptyPredictionsWarning"]

@@ -6,7 +6,8 @@ thresholds.
 ``AR@k`` is COCO's average recall: the fraction of GT boxes covered by one of an image's
 top-k proposals, averaged over IoU thresholds 0.50:0.05:0.95 (``R50@k`` at IoU 0.5 only).
 Recall is pooled over every GT instance of the chosen classes (not difficult, not crowd).
-Torch-free: proposals come in as arrays, from any model.
+Torch-free: proposals come in as arrays, from any model. Used by
+``benchmarks/fewshot_synthetic.py`` for the siamese detector's proposal stage.
 """
 from __future__ import annotations
 
