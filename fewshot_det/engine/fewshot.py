@@ -11,8 +11,9 @@ For each split seed s (``FEWSHOT.SEED``, separate from the training ``SEED``):
 
 A seed reads the training dataset once: its K-shot records (``data.build.training_records``,
 which also warns about classes short of K) feed both the training loop and the support
-crops. Class surgery happens in memory (``modeling.fewshot.class_surgery`` with the rows the meta-architecture's
-``class_rows`` names, then ``checkpoint.load_state``), so no surgered file is written.
+crops. Class surgery happens in memory (``modeling.fewshot.class_surgery`` with the rows
+the meta-architecture's ``class_rows`` names, then ``checkpoint.load_state``), so no
+surgered file is written.
 Nothing here branches on the meta-architecture: the optional support-only evaluation needs
 a support-conditioned model (``modeling.is_support_conditioned``) and says so otherwise.
 The statistics over seeds (TFA's protocol: mean and a t-based 95 % confidence interval of
