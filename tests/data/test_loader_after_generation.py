@@ -1,7 +1,7 @@
-"""Regression: the synthetic set drawn in the training process (first use), then a loader
-with forked workers. OpenCV's thread pool, live in the parent after drawing, used to
-deadlock the worker (cv2.setNumThreads in a forked child); the quick start hung on a fresh
-machine. Run in a subprocess so a regression fails on the timeout instead of hanging."""
+"""The synthetic set drawn in the training process (first use), then a loader with forked
+workers. OpenCV's thread pool, live in the parent after drawing, can deadlock a forked
+worker (cv2.setNumThreads in the child): the quick start would hang on a fresh machine.
+Run in a subprocess so a deadlock fails on the timeout instead of hanging the suite."""
 import os
 import subprocess
 import sys
