@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -30,6 +30,23 @@ POINTER = "last_checkpoint"
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
     """``torch.save(obj)`` to ``path`` atomically."""
     atomic_write_bytes(path, lambda f: torch.save(obj, f))
+
+
+def non_finite_tensors(obj: Any, prefix: str = "") -> Tuple[List[str], int]:
+    """(names of the floating tensors in a nested state holding NaN/inf, count of all
+    floating tensors); names are dotted paths such as ``model.backbone.stem.weight``."""
+    if torch.is_tensor(obj):
+        if not obj.is_floating_point():
+            return [], 0
+        return ([] if torch.isfinite(obj).all() else [prefix]), 1
+    items = obj.items() if isinstance(obj, dict) else \
+        enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    bad, total = [], 0
+    for key, value in items:
+        b, t = non_finite_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+        bad += b
+        total += t
+    return bad, total
 
 
 def rng_state() -> Dict[str, Any]:
@@ -77,12 +94,20 @@ class Checkpointer:
 
     def save(self, name: str, iteration: int, extra: Optional[dict] = None, *,
              periodic: bool = False, update_pointer: bool = True) -> Optional[str]:
-        """Write ``<output_dir>/<name>.pth``; returns its path (None on non-main ranks)."""
+        """Write ``<output_dir>/<name>.pth``; returns its path (None on non-main ranks).
+
+        Raises:
+            FloatingPointError: the weights or optimizer state hold NaN/inf (a diverged
+                run). Nothing is written and ``last_checkpoint`` keeps naming the last
+                good file, so ``--resume`` continues from before the divergence.
+        """
+        state = self._state(iteration, extra)
+        self._check_finite(state, iteration)  # every rank: DDP replicas diverge together
         if not self.save_to_disk:
             return None
         os.makedirs(self.output_dir, exist_ok=True)
         path = os.path.join(self.output_dir, f"{name}.pth")
-        save_atomic(self._state(iteration, extra), path)
+        save_atomic(state, path)
         if update_pointer:
             atomic_write_text(os.path.join(self.output_dir, POINTER), os.path.basename(path))
         if periodic:
@@ -90,6 +115,19 @@ class Checkpointer:
             self._prune()
         logger.info("saved checkpoint %s (iteration %d)", path, iteration)
         return path
+
+    def _check_finite(self, state: Dict[str, Any], iteration: int) -> None:
+        bad, total = non_finite_tensors({k: state[k] for k in self.objects})
+        if not bad:
+            return
+        last = self.last_checkpoint()
+        advice = (f"the last good checkpoint {last} is kept and last_checkpoint names it: "
+                  f"continue from it with --resume SOLVER.CLIP_GRADIENTS.ENABLED True"
+                  if last else "no checkpoint was written before: start again with a lower "
+                  "SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS.ENABLED True")
+        raise FloatingPointError(
+            f"training diverged: {len(bad)} of {total} tensors are NaN/inf after iteration "
+            f"{iteration} (e.g. {', '.join(bad[:3])}), so no checkpoint is written; {advice}")
 
     def _prune(self) -> None:
         if self.max_to_keep <= 0:

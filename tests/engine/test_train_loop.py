@@ -125,3 +125,45 @@ def test_resume_without_checkpoint_starts_fresh_and_rejects_weights_only(tmp_pat
     torch.save({"model": model.state_dict()}, tmp_path / "w.pth")
     with pytest.raises(ValueError, match=r"w\.pth lacks \['optimizer'\]"):
         ck.resume(str(tmp_path / "w.pth"))
+
+
+def test_a_checkpoint_is_never_written_from_non_finite_weights(tmp_path):
+    model = toy()
+    ckpt = Checkpointer(str(tmp_path), {"model": model})
+    good = ckpt.save("model_0000001", 2)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"1 of \d+ tensors are NaN/inf after "
+                                                 r"iteration 3 .*model_0000001\.pth is kept"):
+        ckpt.save("model_0000002", 3)
+    assert not os.path.exists(tmp_path / "model_0000002.pth")
+    assert ckpt.last_checkpoint() == good
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000001.pth"]
+
+
+def test_a_diverged_run_keeps_its_last_good_checkpoint(voc_spec, tmp_path, monkeypatch):
+    # The step of iteration 4 leaves NaN weights with a finite loss (what a too-large LR
+    # does): the checkpoint due right after it must not be written.
+    step = train_loop.train_step
+
+    def diverging_step(model, batch, optimizer, *, iteration, **kw):
+        stats = step(model, batch, optimizer, iteration=iteration, **kw)
+        if iteration == 4:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+        return stats
+
+    monkeypatch.setattr(train_loop, "train_step", diverging_step)
+    cfg = make_cfg(voc_spec, tmp_path, CHECKPOINT_PERIOD=1, MAX_TO_KEEP=0)
+    with pytest.raises(FloatingPointError, match=r"after iteration 5 .*model_0000003\.pth "
+                                                 r"is kept .* --resume"):
+        train_loop.train(cfg, toy())
+    assert Checkpointer(str(tmp_path), {}).last_checkpoint() == str(tmp_path / "model_0000003.pth")
+    assert not os.path.exists(tmp_path / "model_0000004.pth")
+    state = torch.load(tmp_path / "model_0000003.pth", map_location="cpu", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    monkeypatch.undo()  # the advice works: --resume continues from model_0000003 to the end
+    model = toy(seed=1)
+    train_loop.train(cfg, model, resume=True)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert os.path.exists(tmp_path / "model_final.pth")
