@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from ..utils.files import atomic_write_bytes, atomic_write_text
 
-__all__ = ["POINTER", "Checkpointer", "atomic_write_bytes", "save_atomic", "rng_state",
-           "set_rng_state", "unwrap"]
+__all__ = ["POINTER", "Checkpointer", "atomic_write_bytes", "checkpoint_files", "save_atomic",
+           "rng_state", "set_rng_state", "unwrap"]
 
 logger = logging.getLogger(__name__)
 POINTER = "last_checkpoint"
+PERIODIC = re.compile(r"model_(\d{7,})\.pth")
 
 
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
@@ -65,6 +67,18 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside DistributedDataParallel, or the model itself."""
     return model.module if hasattr(model, "module") else model
+
+
+def checkpoint_files(folder: str) -> List[str]:
+    """Paths of the training checkpoints in ``folder``, newest first: ``model_final.pth``,
+    then ``model_XXXXXXX.pth`` by iteration (``model_best.pth`` is a copy, not a step)."""
+    if not os.path.isdir(folder):
+        return []
+    names = os.listdir(folder)
+    periodic = sorted((f for f in names if PERIODIC.fullmatch(f)),
+                      key=lambda f: int(PERIODIC.fullmatch(f).group(1)), reverse=True)
+    final = ["model_final.pth"] if "model_final.pth" in names else []
+    return [os.path.join(folder, f) for f in final + periodic]
 
 
 class Checkpointer:
@@ -149,18 +163,43 @@ class Checkpointer:
             return None
         return path
 
-    def resume(self, path: str) -> Dict[str, Any]:
-        """Restore every object, the RNG state; return the checkpoint (iteration, extra)."""
+    def read(self, path: str) -> Dict[str, Any]:
+        """The checkpoint at ``path`` (on the CPU), checked to hold every object's state.
+
+        Raises:
+            ValueError: a state is missing (a weights-only file, not a training checkpoint).
+        """
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         missing = [k for k in self.objects if k not in ckpt]
         if missing:
             raise ValueError(f"checkpoint {path} lacks {missing}: not a resumable training "
                              "checkpoint (use MODEL.WEIGHTS to start from its weights)")
+        return ckpt
+
+    def restore(self, ckpt: Dict[str, Any], path: str) -> None:
+        """Load every object's state and the RNG state from ``ckpt`` (read from ``path``).
+
+        Raises:
+            ValueError: a state does not fit its object (another architecture or class
+                count), naming the checkpoint and the object.
+        """
         for k, obj in self.objects.items():
-            (unwrap(obj) if k == "model" else obj).load_state_dict(ckpt[k])
+            try:
+                (unwrap(obj) if k == "model" else obj).load_state_dict(ckpt[k])
+            except (RuntimeError, ValueError, KeyError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+                raise ValueError(f"--resume: the {k} state in {path} does not fit this run "
+                                 f"({first}); the checkpoint was written with another MODEL "
+                                 f"or SOLVER config: use another OUTPUT_DIR or the old "
+                                 f"values") from e
         set_rng_state(ckpt["rng"])
         self._periodic = sorted(
             os.path.join(self.output_dir, f) for f in os.listdir(self.output_dir)
             if f.startswith("model_") and f[6:-4].isdigit() and f.endswith(".pth"))
         logger.info("resumed from %s at iteration %d", path, ckpt["iteration"])
+
+    def resume(self, path: str) -> Dict[str, Any]:
+        """Restore every object, the RNG state; return the checkpoint (iteration, extra)."""
+        ckpt = self.read(path)
+        self.restore(ckpt, path)
         return ckpt

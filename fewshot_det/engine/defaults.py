@@ -95,19 +95,39 @@ def load_config(config_file: str, opts: List[str]) -> CfgNode:
     return cfg
 
 
+def _saved_seed(output_dir: str) -> Optional[int]:
+    """SEED of the run saved in ``output_dir/config.yaml`` (None when unknown)."""
+    import yaml
+
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        seed = (yaml.safe_load(f) or {}).get("SEED")
+    return seed if isinstance(seed, int) and seed >= 0 else None
+
+
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
-    """Logging, seed, ``OUTPUT_DIR/config.yaml``; returns cfg with the seed actually used."""
+    """Logging, seed, ``OUTPUT_DIR/config.yaml``; returns cfg with the seed actually used.
+
+    With ``args.resume`` over a folder holding checkpoints, a negative SEED takes the
+    saved run's seed, and config.yaml is left for ``train`` to write once it has compared
+    the saved config with this one (``engine.resume_config``).
+    """
+    from .checkpoint import checkpoint_files
     from .comm import get_rank, is_main_process
 
     setup_logging(cfg.OUTPUT_DIR, get_rank())
-    seed = seed_all(cfg.SEED)
+    resuming = bool(getattr(args, "resume", False)) and bool(checkpoint_files(cfg.OUTPUT_DIR))
+    saved_seed = _saved_seed(cfg.OUTPUT_DIR) if resuming and cfg.SEED < 0 else None
+    seed = seed_all(cfg.SEED if saved_seed is None else saved_seed)
     if seed != cfg.SEED:
         cfg.defrost()
         cfg.SEED = seed
         cfg.freeze()
     logger.info("command line: %s", " ".join(sys.argv))
     logger.info("seed: %d", seed)
-    if is_main_process():
+    if is_main_process() and not resuming:
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
         with open(path, "w") as f:

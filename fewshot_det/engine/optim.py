@@ -77,6 +77,32 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
         return [base * m for base in self.base_lrs]
 
 
+def config_hyperparameters(optimizer, scheduler: LRMultiplier) -> List[dict]:
+    """Per group, the hyper-parameters the config gave it (``initial_lr``: base lr x its
+    factor, ``weight_decay``, ``momentum``); take them before loading a saved state."""
+    return [{"initial_lr": base, "weight_decay": g["weight_decay"], "momentum": g["momentum"]}
+            for g, base in zip(optimizer.param_groups, scheduler.base_lrs)]
+
+
+def apply_hyperparameters(optimizer, scheduler: LRMultiplier, groups: List[dict]) -> None:
+    """Put ``groups`` (``config_hyperparameters``) back after a saved state was loaded.
+
+    A loaded optimizer / scheduler state brings back the lr, weight decay and momentum it
+    was saved with; this makes the config's values win, and sets each group's lr to the
+    schedule's value at the restored iteration (unchanged values give the same floats).
+    """
+    if len(groups) != len(optimizer.param_groups):
+        raise ValueError(f"the optimizer has {len(optimizer.param_groups)} parameter groups, "
+                         f"the config gives {len(groups)}")
+    for group, values in zip(optimizer.param_groups, groups):
+        group.update(values)
+    scheduler.base_lrs = [g["initial_lr"] for g in groups]
+    lrs = scheduler.get_lr()
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = list(lrs)
+
+
 def build_lr_scheduler(cfg, optimizer) -> LRMultiplier:
     s = cfg.SOLVER
     if s.LR_SCHEDULER_NAME == "WarmupMultiStepLR":

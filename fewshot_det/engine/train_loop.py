@@ -18,13 +18,16 @@ import torch
 
 from ..data.build import (build_test_loader_from_config, build_train_loader_from_config,
                           training_records)
+from ..utils.files import atomic_write_text
 from .checkpoint import Checkpointer, rng_state, set_rng_state, unwrap
 from .comm import all_gather_objects, get_world_size, is_main_process, reduce_mean
 from .crop_pretrain import pretrain_backbone_on_crops
 from .ema import ModelEMA
 from .events import MetricsWriter, Progress
 from .inference import evaluate_and_save, inference_on_dataset
-from .optim import build_lr_scheduler, build_optimizer
+from .optim import (apply_hyperparameters, build_lr_scheduler, build_optimizer,
+                    config_hyperparameters)
+from .resume_config import check_resume_config, saved_config_text
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +145,16 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=Non
                          "scaler": scaler, "ema": ema},
         max_to_keep=cfg.SOLVER.MAX_TO_KEEP, save_to_disk=is_main_process())
     start_iter, best = _resume_or_load(cfg, model, checkpointer, resume, load_weights, ema)
+    if is_main_process():  # after the resume check: the values this run really uses
+        atomic_write_text(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
     if start_iter == 0 and cfg.PRETRAIN.ITERS > 0:
         _crop_pretrain(cfg, model, ema, training_set)
     max_iter = cfg.SOLVER.MAX_ITER
     train_model = _wrap_ddp(model)
     loader, metadata = build_train_loader_from_config(cfg, start_iter=start_iter,
                                                       training_set=training_set)
-    meta = {"thing_classes": list(metadata.thing_classes)}  # lets Predictor name classes
+    # thing_classes lets Predictor name classes; config is what --resume compares with
+    meta = {"thing_classes": list(metadata.thing_classes), "config": cfg.dump()}
     writer = MetricsWriter(cfg.OUTPUT_DIR) if is_main_process() else None
     progress = Progress(start_iter, max_iter, enabled=is_main_process(),
                         period=cfg.SOLVER.LOG_PERIOD)
@@ -222,7 +228,12 @@ def _crop_pretrain(cfg, model, ema, training_set) -> None:
 def _resume_or_load(cfg, model, checkpointer, resume: bool, load_weights, ema):
     last = checkpointer.last_checkpoint() if resume else None
     if last is not None:
-        ckpt = checkpointer.resume(last)
+        ckpt = checkpointer.read(last)
+        check_resume_config(saved_config_text(ckpt, cfg.OUTPUT_DIR), cfg, checkpoint=last)
+        optimizer, scheduler = checkpointer.objects["optimizer"], checkpointer.objects["scheduler"]
+        groups = config_hyperparameters(optimizer, scheduler)
+        checkpointer.restore(ckpt, last)
+        apply_hyperparameters(optimizer, scheduler, groups)  # the config's SOLVER values win
         return int(ckpt["iteration"]), ckpt["extra"].get("best")
     if resume:
         logger.info("no checkpoint in %s to resume from; starting fresh", cfg.OUTPUT_DIR)
