@@ -12,6 +12,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, List, Tuple
 
+from .image_format import truncation_problem
+
 logger = logging.getLogger(__name__)
 
 BOX_POLICIES = ("clip", "strict", "keep")
@@ -101,28 +103,15 @@ def image_size(path: str) -> Tuple[int, int]:
         raise DataError(f"cannot read image {path}: {e}") from e
 
 
-def _is_truncated(path: str) -> bool:
-    # A cheap test that catches the usual case (an interrupted copy/download) without
-    # decoding every pixel: JPEG files end with the EOI marker, PNG with an IEND chunk.
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".jpg", ".jpeg", ".png"):
-        return False
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - 64))
-        tail = f.read()
-    if ext == ".png":
-        return b"IEND" not in tail
-    return b"\xff\xd9" not in tail
-
-
 def check_image_file(record: dict) -> None:
     """The record's image exists, is not truncated and has the annotated size."""
     path = record["file_name"]
+    if not os.path.isfile(path):
+        raise DataError(f"image file not found: {path}")
+    problem = truncation_problem(path)
+    if problem:
+        raise DataError(f"image file is truncated (incomplete copy?): {path}: {problem}")
     width, height = image_size(path)
-    if _is_truncated(path):
-        raise DataError(f"image file is truncated (incomplete copy?): {path}")
     if (width, height) != (record["width"], record["height"]):
         raise DataError(
             f"{path}: the annotation says {record['width']}x{record['height']} (WxH) but the "
