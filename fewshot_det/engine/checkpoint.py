@@ -27,6 +27,8 @@ __all__ = ["POINTER", "Checkpointer", "atomic_write_bytes", "checkpoint_files", 
 logger = logging.getLogger(__name__)
 POINTER = "last_checkpoint"
 PERIODIC = re.compile(r"model_(\d{7,})\.pth")
+# atomic_write_bytes's temp name (mkstemp: 8 characters of [a-z0-9_]) for our own files
+STRAY_TEMP = re.compile(r"\.(model_\w+\.pth|last_checkpoint|config\.yaml)\.[a-z0-9_]{8}\.tmp")
 
 
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
@@ -152,16 +154,70 @@ class Checkpointer:
                 os.remove(old)
 
     def last_checkpoint(self) -> Optional[str]:
-        """Path named by the pointer, or None when there is none (or its file is gone)."""
+        """The checkpoint to resume from: the pointer's file; when the pointer is missing or
+        names a missing file, the newest ``checkpoint_files`` (with a warning); None when
+        the folder holds no checkpoint."""
         pointer = os.path.join(self.output_dir, POINTER)
-        if not os.path.isfile(pointer):
+        named = None
+        if os.path.isfile(pointer):
+            with open(pointer) as f:
+                named = os.path.join(self.output_dir, f.read().strip())
+            if os.path.isfile(named):
+                return named
+        files = checkpoint_files(self.output_dir)
+        if named is not None or files:
+            what = f"{pointer} names {named}, which does not exist" if named else \
+                f"{pointer} is missing"
+            logger.warning("%s; %s", what, f"resuming from the newest checkpoint {files[0]}"
+                           if files else "no checkpoint to resume from")
+        return files[0] if files else None
+
+    def read_latest(self) -> Optional[Tuple[str, Dict[str, Any]]]:
+        """(path, checkpoint) of the newest readable checkpoint (``last_checkpoint`` first,
+        then ``checkpoint_files``); an unreadable (truncated) file is skipped with a warning.
+        None when the folder holds no checkpoint.
+
+        Raises:
+            ValueError: checkpoints exist but none is readable (training must not start
+                again from zero over them).
+        """
+        first = self.last_checkpoint()
+        if first is None:
             return None
-        with open(pointer) as f:
-            path = os.path.join(self.output_dir, f.read().strip())
-        if not os.path.isfile(path):
-            logger.warning("%s names %s, which does not exist; not resuming", pointer, path)
-            return None
-        return path
+        candidates = [first] + [p for p in checkpoint_files(self.output_dir) if p != first]
+        for path in candidates:
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # truncated zip, bad pickle, I/O error
+                logger.warning("checkpoint %s is unreadable (%s: %s); trying the next newest",
+                               path, type(e).__name__, str(e).strip().splitlines()[0][:200]
+                               if str(e).strip() else "")
+                continue
+            return path, self._check_objects(ckpt, path)
+        raise ValueError(f"--resume: none of the {len(candidates)} checkpoints in "
+                         f"{self.output_dir} is readable; move them away to start again")
+
+    def remove_stray_temp_files(self) -> int:
+        """Delete the temp files of saves killed mid-write (``.<name>.XXXXXXXX.tmp`` of
+        ``atomic_write_bytes``, for checkpoints, the pointer and config.yaml) in the folder;
+        returns the bytes removed. Call it only while no other process writes there."""
+        if not os.path.isdir(self.output_dir):
+            return 0
+        removed, count = 0, 0
+        for name in os.listdir(self.output_dir):
+            if not STRAY_TEMP.fullmatch(name):
+                continue
+            path = os.path.join(self.output_dir, name)
+            try:
+                size = os.path.getsize(path)
+                os.remove(path)
+            except OSError:
+                continue
+            removed, count = removed + size, count + 1
+        if count:
+            logger.info("removed %d temp files of interrupted saves (%d bytes) from %s",
+                        count, removed, self.output_dir)
+        return removed
 
     def read(self, path: str) -> Dict[str, Any]:
         """The checkpoint at ``path`` (on the CPU), checked to hold every object's state.
@@ -169,7 +225,10 @@ class Checkpointer:
         Raises:
             ValueError: a state is missing (a weights-only file, not a training checkpoint).
         """
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return self._check_objects(torch.load(path, map_location="cpu", weights_only=True),
+                                   path)
+
+    def _check_objects(self, ckpt: Dict[str, Any], path: str) -> Dict[str, Any]:
         missing = [k for k in self.objects if k not in ckpt]
         if missing:
             raise ValueError(f"checkpoint {path} lacks {missing}: not a resumable training "

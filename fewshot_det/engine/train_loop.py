@@ -126,9 +126,10 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=Non
     """Train ``model`` as ``cfg`` says; returns the final evaluation (dataset -> metrics).
 
     Args:
-        resume: continue from ``OUTPUT_DIR/last_checkpoint`` when it exists (model,
-            optimizer, schedule, scaler, EMA, iteration, RNG and data position); else
-            start from ``MODEL.WEIGHTS``.
+        resume: continue from ``OUTPUT_DIR/last_checkpoint`` (or the newest readable
+            checkpoint, ``Checkpointer.read_latest``) when there is one (model, optimizer,
+            schedule, scaler, EMA, iteration, RNG and data position), after comparing its
+            config with ``cfg`` (``engine.resume_config``); else start from MODEL.WEIGHTS.
         load_weights: ``fn(model, path)`` loading MODEL.WEIGHTS (formats of
             ``fewshot_det.checkpoint``); None = ``fewshot_det.checkpoint.load_weights``.
         training_set: (records, metadata) to train on, e.g. a K-shot split the caller
@@ -144,6 +145,8 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=Non
         cfg.OUTPUT_DIR, {"model": model, "optimizer": optimizer, "scheduler": scheduler,
                          "scaler": scaler, "ema": ema},
         max_to_keep=cfg.SOLVER.MAX_TO_KEEP, save_to_disk=is_main_process())
+    if is_main_process():
+        checkpointer.remove_stray_temp_files()
     start_iter, best = _resume_or_load(cfg, model, checkpointer, resume, load_weights, ema)
     if is_main_process():  # after the resume check: the values this run really uses
         atomic_write_text(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
@@ -226,9 +229,9 @@ def _crop_pretrain(cfg, model, ema, training_set) -> None:
 
 
 def _resume_or_load(cfg, model, checkpointer, resume: bool, load_weights, ema):
-    last = checkpointer.last_checkpoint() if resume else None
-    if last is not None:
-        ckpt = checkpointer.read(last)
+    found = checkpointer.read_latest() if resume else None
+    if found is not None:
+        last, ckpt = found
         check_resume_config(saved_config_text(ckpt, cfg.OUTPUT_DIR), cfg, checkpoint=last)
         optimizer, scheduler = checkpointer.objects["optimizer"], checkpointer.objects["scheduler"]
         groups = config_hyperparameters(optimizer, scheduler)
