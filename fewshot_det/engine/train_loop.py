@@ -28,6 +28,7 @@ from .inference import evaluate_and_save, inference_on_dataset
 from .optim import (apply_hyperparameters, build_lr_scheduler, build_optimizer,
                     config_hyperparameters)
 from .resume_config import check_resume_config, saved_config_text
+from .run_lock import RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,17 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=Non
             ``fewshot_det.checkpoint``); None = ``fewshot_det.checkpoint.load_weights``.
         training_set: (records, metadata) to train on, e.g. a K-shot split the caller
             already built; None = ``data.build.training_records(cfg)``, read here.
+
+    Raises:
+        OutputDirInUse: another run trains in OUTPUT_DIR (``engine.run_lock``; the lock
+            is held until this function returns or raises).
     """
+    with RunLock(cfg.OUTPUT_DIR) if is_main_process() else nullcontext():
+        return _train(cfg, model, resume=resume, load_weights=load_weights,
+                      training_set=training_set)
+
+
+def _train(cfg, model, *, resume, load_weights, training_set):
     device = model_device(model)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
