@@ -13,6 +13,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tools/train_net.py
 import cv2
 import numpy as np
 
+from fewshot_det.engine.defaults import add_debug_argument, run_tool
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -60,9 +62,14 @@ def main(argv=None):
     p.add_argument("--input", required=True, help="an image or a folder of images")
     p.add_argument("--output", required=True, help="folder for the drawn images")
     p.add_argument("--score-thresh", type=float, default=0.5)
+    add_debug_argument(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE")
     args = p.parse_args(argv)
+    return run_tool(run, args, debug=args.debug)
 
+
+def run(args) -> None:
+    """Detections drawn on every image of ``args.input``."""
     from fewshot_det.engine.defaults import load_config, setup_logging
     from fewshot_det.engine.predictor import Predictor
 
@@ -84,4 +91,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -75,4 +75,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fewshot_det.engine.defaults import run_tool  # noqa: E402
+
+    sys.exit(run_tool(main))

@@ -22,7 +22,8 @@ import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
-from fewshot_det.engine.defaults import default_argument_parser, default_setup, load_config
+from fewshot_det.engine.defaults import (default_argument_parser, default_setup, load_config,
+                                         run_tool)
 
 logger = logging.getLogger("fewshot_det.finetune_fewshot")
 
@@ -65,4 +66,5 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    args = parse_args()
+    sys.exit(run_tool(main, args, debug=args.debug))

@@ -10,6 +10,8 @@ import argparse
 import sys
 import time
 
+from fewshot_det.engine.defaults import add_debug_argument, run_tool
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -19,11 +21,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=256, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0, help="generator seed")
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    add_debug_argument(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return run_tool(run, args, debug=args.debug)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate (or find up to date) the dataset of ``args``."""
     from fewshot_det.data.synthetic import ensure_synthetic_dataset
 
     start = time.perf_counter()

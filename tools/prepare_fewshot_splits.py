@@ -13,6 +13,8 @@ import logging
 import sys
 from collections import defaultdict
 
+from fewshot_det.engine.defaults import add_debug_argument, run_tool
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -26,11 +28,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="file style; auto = COCO json for COCO datasets, else VOC txt")
     p.add_argument("--classes", nargs="+", default=None, help="only these classes (default: all)")
     p.add_argument("--no-check-images", action="store_true", help="skip opening every image")
+    add_debug_argument(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return run_tool(run, args, debug=args.debug)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sample and write the split files of ``args``; print the short classes."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from fewshot_det.data import get_dataset
     from fewshot_det.data.fewshot import prepare_fewshot_splits
@@ -38,13 +46,10 @@ def main(argv=None) -> int:
 
     register_synthetic()  # "shapes_*" names; leaves names already registered alone
     if any(k < 1 for k in args.shots):
-        raise SystemExit(f"--shots must all be >= 1, got {args.shots}")
-    try:
-        records, metadata = get_dataset(args.dataset, check_images=not args.no_check_images)
-        rows = prepare_fewshot_splits(records, metadata, args.shots, args.seeds, args.output,
-                                      fmt=args.format, classes=args.classes)
-    except (KeyError, ValueError) as e:  # unknown dataset / class, bad data: message only
-        raise SystemExit(f"prepare_fewshot_splits: error: {e.args[0] if e.args else e}")
+        raise ValueError(f"--shots must all be >= 1, got {args.shots}")
+    records, metadata = get_dataset(args.dataset, check_images=not args.no_check_images)
+    rows = prepare_fewshot_splits(records, metadata, args.shots, args.seeds, args.output,
+                                  fmt=args.format, classes=args.classes)
     short = defaultdict(list)
     for r in rows:
         if r["instances"] < r["shots"]:

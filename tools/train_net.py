@@ -12,13 +12,14 @@ last_checkpoint, model_final.pth, inference/<dataset>/{metrics.json, predictions
 """
 import logging
 import os
+import sys
 
 # Before torch starts OpenMP: spinning worker threads slow a step 10-20x whenever another
 # process (a data-loader worker, anything else) wants the same cores. Users may override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from fewshot_det.engine.defaults import (default_argument_parser, default_setup, load_config,
-                                         resolve_device)
+                                         resolve_device, run_tool)
 from fewshot_det.engine.launch import launch
 
 logger = logging.getLogger("fewshot_det.train_net")
@@ -41,4 +42,4 @@ def main(args):
 
 if __name__ == "__main__":
     args = default_argument_parser(__doc__).parse_args()
-    launch(main, args.num_gpus, args=(args,))
+    sys.exit(run_tool(launch, main, args.num_gpus, (args,), debug=args.debug))

@@ -6,7 +6,7 @@ import logging
 import os
 import random
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
@@ -25,9 +25,43 @@ def default_argument_parser(description: str = "fewshot_det") -> argparse.Argume
     p.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
     p.add_argument("--num-gpus", type=int, default=1,
                    help="processes on this machine (GPUs; on CPU, gloo workers)")
+    add_debug_argument(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                    help="config overrides, e.g. SOLVER.MAX_ITER 100 MODEL.DEVICE cpu")
     return p
+
+
+# Errors that describe the user's input (config, data, arguments): a tool prints their
+# message alone. DataError and ConfigError are ValueErrors; KeyError is an unknown dataset.
+USER_ERRORS = (ValueError, FloatingPointError, KeyError, FileNotFoundError)
+
+
+def add_debug_argument(parser: argparse.ArgumentParser) -> None:
+    """``--debug``: show the traceback of a user error (also env ``FEWSHOT_DEBUG=1``)."""
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the traceback (or set FEWSHOT_DEBUG=1)")
+
+
+def run_tool(main: Callable, *args: Any, debug: bool = False) -> int:
+    """Call ``main(*args)``; a user error becomes one ``error: <message>`` line on stderr.
+
+    Args:
+        main: the tool's entry point.
+        debug: re-raise instead (the traceback); also on when env ``FEWSHOT_DEBUG=1``.
+    Returns:
+        the exit code: ``main``'s integer result (0 when it returns anything else), or 2
+        after a user error.
+    """
+    debug = debug or os.environ.get("FEWSHOT_DEBUG", "") not in ("", "0")
+    try:
+        result = main(*args)
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
 
 
 def setup_logging(output_dir: Optional[str], rank: int = 0) -> None:
