@@ -5,6 +5,7 @@ What this adds to fvcore/yacs:
 - a key whose settings live under another node (``MOVED_KEYS``) is refused with the key
   to use instead;
 - an integer where a float is declared is accepted (``BASE_LR: 1``), as users expect;
+- a ``_BASE_`` cycle is one error naming its files;
 - ``validate_cfg`` runs the cross-field checks before a config is frozen.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator, List
 
+import yaml
 from fvcore.common.config import CfgNode as _FvCfgNode
 
 
@@ -32,6 +34,7 @@ class CfgNode(_FvCfgNode):
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         if not os.path.isfile(cfg_filename):
             raise ConfigError(f"config file not found: {cfg_filename}")
+        _check_base_cycle(cfg_filename, [])
         try:
             loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
         except (OSError, ValueError, AssertionError) as e:
@@ -57,6 +60,35 @@ class CfgNode(_FvCfgNode):
             super().merge_from_list(_coerce_override_list(cfg_list, self))
         except (KeyError, ValueError, AssertionError) as e:
             raise ConfigError(f"command-line override: {_clean(e)}") from e
+
+
+def _base_files(filename: str) -> List[str]:
+    """The ``_BASE_`` paths of one config file, resolved as fvcore resolves them."""
+    try:
+        with open(filename) as f:
+            loaded = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return []  # the merge itself reports unreadable files
+    bases = loaded.get("_BASE_", []) if isinstance(loaded, dict) else []
+    out = []
+    for base in [bases] if isinstance(bases, str) else bases:
+        base = os.path.expanduser(str(base))
+        if not base.startswith(("/", "https://", "http://")):
+            base = os.path.join(os.path.dirname(filename), base)
+        out.append(base)
+    return out
+
+
+def _check_base_cycle(filename: str, chain: List[str]) -> None:
+    """Raise ``ConfigError`` naming the files when ``_BASE_`` inheritance loops."""
+    real = os.path.realpath(filename)
+    seen = [os.path.realpath(f) for f in chain]
+    if real in seen:
+        loop = chain[seen.index(real):] + [filename]
+        raise ConfigError(f"_BASE_ cycle: {' -> '.join(loop)}")
+    for base in _base_files(filename):
+        if os.path.isfile(base):
+            _check_base_cycle(base, chain + [filename])
 
 
 def _leaf_keys(loaded: dict, prefix: str = "") -> Iterator[str]:

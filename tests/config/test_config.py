@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from fewshot_det import get_cfg
@@ -29,6 +31,30 @@ def test_base_inheritance_and_overrides(tmp_path):
     assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
     assert cfg.OUTPUT_DIR == "/tmp/x"
     validate_cfg(cfg)
+
+
+@pytest.mark.parametrize("base_of_c", ["a.yaml", "[z.yaml, a.yaml]"])
+def test_base_cycle_is_one_error_naming_the_files(tmp_path, base_of_c):
+    write(tmp_path, "z.yaml", "SOLVER:\n  MAX_ITER: 5\n")
+    write(tmp_path, "a.yaml", "_BASE_: b.yaml\n")
+    write(tmp_path, "b.yaml", "_BASE_: c.yaml\n")
+    c = write(tmp_path, "c.yaml", f"_BASE_: {base_of_c}\n")
+    with pytest.raises(ConfigError) as info:
+        get_cfg().merge_from_file(c)
+    message = str(info.value)
+    assert "\n" not in message and "_BASE_ cycle" in message
+    loop = [os.path.basename(p) for p in message.split(": ", 1)[1].split(" -> ")]
+    assert loop == ["c.yaml", "a.yaml", "b.yaml", "c.yaml"]
+
+
+def test_diamond_bases_are_not_a_cycle(tmp_path):
+    write(tmp_path, "root.yaml", "SOLVER:\n  MAX_ITER: 5\n")
+    write(tmp_path, "left.yaml", "_BASE_: root.yaml\n")
+    write(tmp_path, "right.yaml", "_BASE_: root.yaml\n")
+    top = write(tmp_path, "top.yaml", "_BASE_: [left.yaml, right.yaml]\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(top)
+    assert cfg.SOLVER.MAX_ITER == 5
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
