@@ -135,6 +135,13 @@ def parse_results(results: Sequence[dict], image_index: Dict[Any, int], metadata
     if len(bad):
         raise ValueError(f"results entry {int(bad[0])} has a non-finite bbox or score: "
                          f"{results[int(bad[0])]}")
+    # A negative size is an XYXY box written where [x, y, w, h] is expected; evaluating it
+    # would silently score it as a miss.
+    bad = np.flatnonzero((xywh[:, 2] < 0) | (xywh[:, 3] < 0))
+    if len(bad):
+        raise ValueError(f"results entry {int(bad[0])} has a negative width or height "
+                         f"(bbox is [x, y, w, h], not [x1, y1, x2, y2]?): "
+                         f"{results[int(bad[0])]}")
     img = _map_images(image_ids, image_index)
     cat = _map_categories(results, metadata)
     return Detections(img, cat, xywh, score)

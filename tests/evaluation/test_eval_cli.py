@@ -65,6 +65,20 @@ def test_tool_reports_bad_input(tmp_path):
     assert proc.returncode == 2 and "nope" in proc.stderr
 
 
+
+def test_tool_refuses_negative_box_size_naming_the_entry(tmp_path):
+    gt, results = random_coco_case(12)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    x, y, w, h = results[1]["bbox"]
+    bad = [results[0], dict(results[1], bbox=[x, y, -w - 1, h]), results[2]]
+    (tmp_path / "res.json").write_text(json.dumps(bad))
+    proc = _run([TOOL, "--gt", str(tmp_path / "gt.json"), "--predictions",
+                 str(tmp_path / "res.json")])
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: results entry 1 has a negative width or height")
+    assert "Traceback" not in proc.stderr
+
+
 NO_TORCH = """
 import runpy, sys
 tool, gt, res, plots = sys.argv[1:]
