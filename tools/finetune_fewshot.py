@@ -53,10 +53,12 @@ def parse_args(argv=None):
 
 
 def main(args) -> dict:
+    from fewshot_det.data import check_dataset_names
     from fewshot_det.engine.fewshot import run_fewshot
     from fewshot_det.evaluation.seeds import format_summary
 
     cfg = default_setup(load_config(args.config, args.opts), args)
+    check_dataset_names(cfg.DATASETS.TEST, "DATASETS.TEST")  # before any seed trains
     shots = args.shots if args.shots is not None else cfg.FEWSHOT.SHOTS
     seeds = args.seeds if args.seeds is not None else [cfg.FEWSHOT.SEED]
     summary = run_fewshot(cfg, shots, seeds, support_only=args.support_only,

@@ -27,10 +27,13 @@ logger = logging.getLogger("fewshot_det.train_net")
 
 def main(args):
     from fewshot_det.checkpoint import load_weights
+    from fewshot_det.data import check_dataset_names
     from fewshot_det.engine.train_loop import evaluate_model, train
     from fewshot_det.modeling import build_model
 
     cfg = default_setup(load_config(args.config, args.opts), args)
+    # Test sets are loaded only after training: refuse a mistyped one before it starts.
+    check_dataset_names(cfg.DATASETS.TEST, "DATASETS.TEST")
     model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS:

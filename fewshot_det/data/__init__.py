@@ -5,12 +5,13 @@ The torch side (transforms to tensors, loaders, samplers) lives in ``data.build`
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+import os
+from typing import List, Sequence, Tuple
 
 from .builtin import register_builtin
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .records import DataError
-from .specs import is_spec, spec_loader
+from .specs import is_spec, spec_loader, spec_paths
 
 register_builtin()
 
@@ -29,4 +30,32 @@ def get_dataset(name: str, *, check_images: bool = True, box_policy: str = "clip
     return records, metadata
 
 
-__all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata", "DataError", "get_dataset"]
+def check_dataset_names(names: Sequence[str], key: str) -> None:
+    """Each name is registered, or a spec whose files exist; nothing is loaded.
+
+    Lets a run refuse a mistyped ``DATASETS.TEST`` at start rather than after training.
+
+    Args:
+        names: dataset names or specs.
+        key: the config key they come from, for the message.
+    Raises:
+        DataError: naming the key, the dataset and the missing path or registered names.
+    """
+    for name in names:
+        if is_spec(name):
+            try:
+                paths = spec_paths(name)
+            except ValueError as e:
+                raise DataError(f"{key}: {e}") from e
+            missing = [p for p in paths if not os.path.exists(p)]
+            if missing:
+                raise DataError(f"{key}: dataset spec {name!r}: {missing[0]} does not exist")
+        elif name not in DatasetCatalog:
+            raise DataError(
+                f"{key}: dataset {name!r} is not registered (registered: "
+                f"{', '.join(DatasetCatalog.names())}); a folder can be used directly as "
+                "'voc:PATH:SPLIT', 'coco:JSON[:IMAGE_ROOT]' or 'yolo:PATH:SPLIT'")
+
+
+__all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata", "DataError", "check_dataset_names",
+           "get_dataset"]

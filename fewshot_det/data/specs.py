@@ -39,6 +39,14 @@ def parse_spec(spec: str) -> Tuple[str, Dict[str, str]]:
     raise ValueError(f"dataset spec {spec!r}: kind must be one of {SPEC_KINDS}")
 
 
+def spec_paths(spec: str) -> List[str]:
+    """The files and folders ``spec`` reads from, for a check before anything is loaded."""
+    kind, args = parse_spec(spec)
+    if kind == "coco":
+        return [args["json_file"]] + ([args["image_root"]] if args["image_root"] else [])
+    return [args["root"]]
+
+
 def spec_loader(spec: str) -> Callable[..., Tuple[List[dict], Dict[str, Any]]]:
     """A catalog loader for ``spec``: ``loader(**options) -> (records, metadata fields)``."""
     kind, args = parse_spec(spec)

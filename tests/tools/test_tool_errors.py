@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tiny_datasets import make_voc
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join(REPO, "configs", "quickstart", "faster_rcnn_R18_FPN_shapes.yaml")
 
@@ -61,3 +63,22 @@ def test_demo_missing_config_is_one_error_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert len(_error_lines(proc)) == 1 and "nope.yaml" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("test_set, named", [
+    ("voc:{tmp}/no_such_voc:test", "no_such_voc does not exist"),
+    ("voc_2007_tset", "'voc_2007_tset' is not registered"),
+    ("voc:{tmp}/voc", "expected 'voc:PATH:SPLIT'"),
+])
+def test_train_net_refuses_bad_test_set_before_training(tmp_path, test_set, named):
+    root = make_voc(tmp_path / "voc", {"a": (64, 48, [("dog", [5, 6, 30, 40], 0)])},
+                    classes=["dog"])
+    out = tmp_path / "out"
+    proc = _run("train_net.py", "--config", QUICKSTART,
+                "DATASETS.TRAIN", f"('voc:{root}:train',)", "DATASETS.TEST", f"('{test_set.format(tmp=tmp_path)}',)", "MODEL.DEVICE", "cpu",
+                "SOLVER.MAX_ITER", "2", "SOLVER.WARMUP_ITERS", "1", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", out)
+    assert proc.returncode == 2, proc.stderr
+    lines = _error_lines(proc)
+    assert len(lines) == 1 and "DATASETS.TEST" in lines[0] and named in lines[0], proc.stderr
+    assert not (out / "metrics.jsonl").exists()
+    assert not out.exists() or not [f for f in os.listdir(out) if f.endswith(".pth")]
