@@ -130,8 +130,14 @@ def find_class_list(*folders: str) -> List[str]:
     for folder in folders:
         path = os.path.join(folder, "classes.txt")
         if os.path.isfile(path):
-            with open(path) as f:
-                names = [line.strip() for line in f if line.strip()]
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}: not UTF-8 text (byte {e.start}: "
+                                f"{data[e.start:e.start + 1]!r}); save it as UTF-8") from None
+            names = [line.strip() for line in text.splitlines() if line.strip()]
             if len(set(names)) != len(names):
                 raise DataError(f"{path}: duplicate class names")
             logger.info("class order from %s: %s", path, names)

@@ -187,3 +187,12 @@ def test_get_dataset_from_specs(tmp_path):
     assert meta.evaluator_type == "coco" and len(records) == 2
     with pytest.raises(KeyError, match="not registered.*voc:PATH:SPLIT"):
         get_dataset("no_such_dataset")
+
+
+def test_classes_txt_not_utf8_names_file_and_byte(tmp_path):
+    root = make_voc(tmp_path / "voc", {"a": (64, 48, [("caf\u00e9", [5, 6, 30, 40], 0)])},
+                    classes=["dog"])
+    with open(os.path.join(root, "classes.txt"), "wb") as f:
+        f.write("dog\ncaf\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"classes\.txt: not UTF-8 text \(byte 7: b'\\xe9'\)"):
+        load_voc(root, "train")
