@@ -124,6 +124,9 @@ class Predictor:
                              f"{getattr(image, 'shape', type(image))}")
         if image.dtype != np.uint8:
             raise ValueError(f"Predictor expects uint8 pixels, got {image.dtype}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            # The resize divides by the short side: an empty image would give inf/NaN scales.
+            raise ValueError(f"Predictor got an empty image of shape {image.shape}")
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> dict:

@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pytest
@@ -36,3 +37,12 @@ def test_predictor_without_class_names_names_the_key_of_its_model(tmp_path):
                               "DATASETS.TEST", "()"])
     with pytest.raises(ValueError, match=r"MODEL\.YOLO\.NUM_CLASSES is -1"):
         fewshot_det.Predictor(cfg)
+
+
+@pytest.mark.parametrize("shape", [(0, 150, 3), (120, 0, 3)])
+def test_predictor_refuses_an_empty_image_naming_its_shape(tmp_path, shape):
+    path = _yolo_checkpoint(tmp_path, ["insulator"])
+    predictor = fewshot_det.Predictor(load_cfg(YOLO_CFG, ["MODEL.WEIGHTS", path,
+                                                          "MODEL.DEVICE", "cpu"]))
+    with pytest.raises(ValueError, match="empty image of shape " + re.escape(str(shape))):
+        predictor(np.zeros(shape, np.uint8))
