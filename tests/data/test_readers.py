@@ -196,3 +196,22 @@ def test_classes_txt_not_utf8_names_file_and_byte(tmp_path):
         f.write("dog\ncaf\u00e9\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"classes\.txt: not UTF-8 text \(byte 7: b'\\xe9'\)"):
         load_voc(root, "train")
+
+
+def test_yolo_border_rounding_is_not_clipped(tmp_path, caplog):
+    root = make_yolo(tmp_path / "y", "train", {"a": (100, 50, ["0 0.8500004 0.5 0.3 0.4"])},
+                     names=["cat"])
+    with caplog.at_level(logging.WARNING):
+        records, _ = load_yolo(root, "train")
+    assert records[0]["annotations"][0]["bbox"] == pytest.approx([70.00004, 15.0, 100.0, 35.0])
+    assert caplog.text == ""
+
+
+def test_yolo_pixel_labels_are_named_in_the_warning(tmp_path, caplog):
+    root = make_yolo(tmp_path / "y", "train", {"a": (100, 50, ["0 50 25 20 10"])},
+                     names=["cat"])
+    with caplog.at_level(logging.WARNING):
+        load_yolo(root, "train")
+    assert "1 label line(s) have coordinates > 1" in caplog.text
+    assert "pixel coordinates? YOLO labels are normalised to 0..1" in caplog.text
+    assert "a.txt:1" in caplog.text

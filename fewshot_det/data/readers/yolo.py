@@ -69,7 +69,22 @@ def _label_path(image_path: str) -> str:
     return os.path.splitext(base)[0] + ".txt"
 
 
-def _read_labels(path: str, width: int, height: int, num_classes: int) -> List[dict]:
+# Normalised coordinates this close outside 0..1 are float rounding of a box on the border
+# (cx + w / 2 written as 1.0000001), not a box outside the image.
+_BORDER_TOLERANCE = 1e-6
+
+
+def _snap_to_unit(v: float) -> float:
+    if -_BORDER_TOLERANCE <= v < 0.0:
+        return 0.0
+    if 1.0 < v <= 1.0 + _BORDER_TOLERANCE:
+        return 1.0
+    return v
+
+
+def _read_labels(path: str, width: int, height: int, num_classes: int,
+                 pixel_like: Optional[List[str]] = None) -> List[dict]:
+    """Annotations of one label file; ``pixel_like`` collects lines with coordinates > 1."""
     if not os.path.isfile(path):
         return []  # an image without a label file is a negative sample
     annotations = []
@@ -94,6 +109,9 @@ def _read_labels(path: str, width: int, height: int, num_classes: int) -> List[d
                 box = [min(xs), min(ys), max(xs), max(ys)]
             else:
                 raise DataError(f"{where}: expected 'class cx cy w h', got {line.strip()!r}")
+            if pixel_like is not None and max(coords) > 1.0 + _BORDER_TOLERANCE:
+                pixel_like.append(where)
+            box = [_snap_to_unit(v) for v in box]
             box = [box[0] * width, box[1] * height, box[2] * width, box[3] * height]
             annotations.append({"bbox": box, "category_id": cls + 1, "iscrowd": 0,
                                 "difficult": 0})
@@ -113,7 +131,7 @@ def load_yolo(root: str, split: str, *, check_images: bool = True,
     if not class_names:
         raise DataError(f"YOLO dataset {root}: no class names (add classes.txt or data.yaml)")
     image_dir = _split_image_dir(root, split, data)
-    records = []
+    records, pixel_like = [], []
     for dirpath, _, files in sorted(os.walk(image_dir)):
         for f in sorted(files):
             if os.path.splitext(f)[1].lower() not in IMAGE_EXTENSIONS:
@@ -124,11 +142,16 @@ def load_yolo(root: str, split: str, *, check_images: bool = True,
                 "file_name": path,
                 "image_id": os.path.splitext(os.path.relpath(path, image_dir))[0],
                 "width": width, "height": height,
-                "annotations": _read_labels(_label_path(path), width, height, len(class_names)),
+                "annotations": _read_labels(_label_path(path), width, height, len(class_names),
+                                            pixel_like),
             })
     if not records:
         raise DataError(f"YOLO dataset {root}: no images in {image_dir}")
     if check_images:
         check_image_files(records)
+    if pixel_like:
+        logger.warning("%s [%s]: %d label line(s) have coordinates > 1 (pixel coordinates? YOLO "
+                       "labels are normalised to 0..1): %s%s", root, split, len(pixel_like),
+                       ", ".join(pixel_like[:5]), " ..." if len(pixel_like) > 5 else "")
     sanitize_boxes(records, box_policy, f"{root} [{split}]")
     return records, class_names
