@@ -7,10 +7,11 @@ one warning; ``box_policy="strict"`` turns them into errors instead.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Mapping, Sequence, Tuple
 
 from .image_format import truncation_problem
 
@@ -143,3 +144,37 @@ def find_class_list(*folders: str) -> List[str]:
             logger.info("class order from %s: %s", path, names)
             return names
     return []
+
+
+def warn_lookalike_classes(files_by_class: Mapping[str, Sequence[str]], source: str
+                           ) -> List[str]:
+    """Warn about rare class names that look like a frequent one (a misspelt label).
+
+    Without a ``classes.txt`` every name in the annotations becomes a class, so a typo
+    ("insulater" once among 500 "insulator") silently adds a class with one instance. A
+    name is suspect when a name at least 5 times as frequent is close to it (difflib ratio
+    >= 0.8, case ignored).
+
+    Args:
+        files_by_class: class name -> the annotation file of each of its instances.
+        source: the dataset, for the message.
+    Returns:
+        the suspect names (each also logged with its count, files and look-alike).
+    """
+    counts = {name: len(files) for name, files in files_by_class.items()}
+    suspects = []
+    for name, n in sorted(counts.items()):
+        frequent = {o.lower(): o for o in counts if o != name and counts[o] >= 5 * n}
+        close = difflib.get_close_matches(name.lower(), list(frequent), n=1, cutoff=0.8)
+        if not close:
+            continue
+        like = frequent[close[0]]
+        shown = sorted(set(files_by_class[name]))
+        suspects.append(name)
+        logger.warning(
+            "%s: class %r has %d instance(s) (%s%s) and looks like %r (%d instances): a "
+            "misspelt label? Without classes.txt every name becomes a class; write the "
+            "class list in classes.txt to make unknown names an error", source, name, n,
+            ", ".join(shown[:5]), " ..." if len(shown) > 5 else "", like, counts[like])
+    return suspects
+

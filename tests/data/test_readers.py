@@ -215,3 +215,30 @@ def test_yolo_pixel_labels_are_named_in_the_warning(tmp_path, caplog):
     assert "1 label line(s) have coordinates > 1" in caplog.text
     assert "pixel coordinates? YOLO labels are normalised to 0..1" in caplog.text
     assert "a.txt:1" in caplog.text
+
+
+def test_a_misspelt_class_without_classes_txt_is_a_counted_warning(tmp_path, caplog):
+    from fewshot_det.data.readers.voc import voc_class_names
+
+    images = {f"im{i}": (40, 40, [("insulator", [2, 2, 20, 20], 0)]) for i in range(6)}
+    images["im6"] = (40, 40, [("insulater", [2, 2, 20, 20], 0), ("Damper", [5, 5, 9, 9], 0)])
+    images["im7"] = (40, 40, [("damper", [5, 5, 9, 9], 0)])
+    root = make_voc(tmp_path / "voc", images)
+    with caplog.at_level("WARNING"):
+        names = voc_class_names(root)
+    assert names == ["Damper", "damper", "insulater", "insulator"]  # still loaded as given
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1  # Damper / damper: equally rare, no frequent look-alike
+    assert ("class 'insulater' has 1 instance(s) (im6.xml) and looks like 'insulator' "
+            "(6 instances)") in warned[0] and "classes.txt" in warned[0]
+
+
+def test_distinct_classes_of_similar_names_are_not_flagged(tmp_path, caplog):
+    from fewshot_det.data.readers.voc import voc_class_names
+
+    images = {f"im{i}": (40, 40, [("cat", [2, 2, 20, 20], 0), ("car", [2, 2, 20, 20], 0)])
+              for i in range(5)}
+    root = make_voc(tmp_path / "voc", images)
+    with caplog.at_level("WARNING"):
+        assert voc_class_names(root) == ["car", "cat"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

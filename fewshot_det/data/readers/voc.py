@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from typing import List, Optional, Sequence, Tuple
 
 from ..records import (DataError, IMAGE_EXTENSIONS, check_image_files, find_class_list,
-                       image_size, sanitize_boxes)
+                       image_size, sanitize_boxes, warn_lookalike_classes)
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,15 @@ def voc_class_names(root: str) -> List[str]:
     ann_dir = os.path.join(root, "Annotations")
     if not os.path.isdir(ann_dir):
         raise DataError(f"not a VOC folder (no Annotations/): {root}")
-    found = set()
+    files_by_class = {}
     for f in sorted(os.listdir(ann_dir)):
         if f.endswith(".xml"):
-            found.update(o["name"] for o in _parse_xml(os.path.join(ann_dir, f))[2])
-    names = sorted(found)
+            for o in _parse_xml(os.path.join(ann_dir, f))[2]:
+                files_by_class.setdefault(o["name"], []).append(f)
+    names = sorted(files_by_class)
     logger.info("%s: no classes.txt; class order = sorted names in Annotations/: %s",
                 root, names)
+    warn_lookalike_classes(files_by_class, root)
     return names
 
 
