@@ -97,7 +97,8 @@ def config(name: str, out: str, opts, iters: int = 0, **extra):
 
 
 def base_stage(cfg) -> dict:
-    """Train (unless model_final.pth exists); the first test set's metrics."""
+    """Train (unless model_final.pth exists; an interrupted run resumes); the first test
+    set's metrics."""
     from fewshot_det.engine.defaults import resolve_device, seed_all
     from fewshot_det.engine.train_loop import evaluate_model, train
     from fewshot_det.modeling import build_model
@@ -112,7 +113,7 @@ def base_stage(cfg) -> dict:
         metrics = evaluate_model(cfg, model)
     else:
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        metrics = train(cfg, model)
+        metrics = train(cfg, model, resume=True)  # an interrupted stage continues
     return metrics[cfg.DATASETS.TEST[0]]
 
 

@@ -62,7 +62,7 @@ def main(args) -> dict:
     shots = args.shots if args.shots is not None else cfg.FEWSHOT.SHOTS
     seeds = args.seeds if args.seeds is not None else [cfg.FEWSHOT.SEED]
     summary = run_fewshot(cfg, shots, seeds, support_only=args.support_only,
-                          resume=args.resume)
+                          resume=args.resume, overwrite=args.overwrite)
     print(format_summary(summary))
     return summary
 

@@ -40,7 +40,7 @@ def main(args):
             raise SystemExit("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
         load_weights(model, cfg.MODEL.WEIGHTS)
         return evaluate_model(cfg, model)
-    return train(cfg, model, resume=args.resume)
+    return train(cfg, model, resume=args.resume, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

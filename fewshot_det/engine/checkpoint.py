@@ -21,8 +21,8 @@ import torch
 
 from ..utils.files import atomic_write_bytes, atomic_write_text
 
-__all__ = ["POINTER", "Checkpointer", "atomic_write_bytes", "checkpoint_files", "save_atomic",
-           "rng_state", "set_rng_state", "unwrap"]
+__all__ = ["POINTER", "Checkpointer", "atomic_write_bytes", "check_fresh_start",
+           "checkpoint_files", "save_atomic", "rng_state", "set_rng_state", "unwrap"]
 
 logger = logging.getLogger(__name__)
 POINTER = "last_checkpoint"
@@ -81,6 +81,32 @@ def checkpoint_files(folder: str) -> List[str]:
                       key=lambda f: int(PERIODIC.fullmatch(f).group(1)), reverse=True)
     final = ["model_final.pth"] if "model_final.pth" in names else []
     return [os.path.join(folder, f) for f in final + periodic]
+
+
+def check_fresh_start(folder: str, *, overwrite: bool = False) -> None:
+    """Make ``folder`` ready for a run starting at iteration 0.
+
+    A fresh start over another run's checkpoints would replace them one by one (and leave
+    its later ones behind to confuse a later ``--resume``), so it needs ``overwrite``,
+    which deletes them and the pointer first.
+
+    Raises:
+        ValueError: ``folder`` holds checkpoints and ``overwrite`` is False.
+    """
+    found = checkpoint_files(folder)
+    if not found:
+        return
+    names = [os.path.basename(f) for f in found]
+    if not overwrite:
+        raise ValueError(
+            f"{folder} holds the checkpoints of a run ({', '.join(names[:3])}"
+            f"{' ...' if len(names) > 3 else ''}): continue it with --resume, start it over "
+            f"with --overwrite (deletes them), or set another OUTPUT_DIR")
+    for path in found + [os.path.join(folder, POINTER), os.path.join(folder, "model_best.pth")]:
+        if os.path.exists(path):
+            os.remove(path)
+    logger.warning("--overwrite: deleted %d checkpoint(s) of the previous run in %s: %s",
+                   len(found), folder, ", ".join(names))
 
 
 class Checkpointer:

@@ -22,6 +22,9 @@ def default_argument_parser(description: str = "fewshot_det") -> argparse.Argume
                    help="YAML config (may inherit with _BASE_)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUTPUT_DIR/last_checkpoint when it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an OUTPUT_DIR that holds an earlier run's checkpoints "
+                        "(deletes them)")
     p.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
     p.add_argument("--num-gpus", type=int, default=1,
                    help="processes on this machine (GPUs; on CPU, gloo workers)")
@@ -148,11 +151,15 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     saved run's seed, and config.yaml is left for ``train`` to write once it has compared
     the saved config with this one (``engine.resume_config``).
     """
-    from .checkpoint import checkpoint_files
+    from .checkpoint import check_fresh_start, checkpoint_files
     from .comm import get_rank, is_main_process
 
+    has_checkpoints = bool(checkpoint_files(cfg.OUTPUT_DIR))
+    resuming = bool(getattr(args, "resume", False)) and has_checkpoints
+    if has_checkpoints and not resuming and not getattr(args, "overwrite", False) \
+            and not getattr(args, "eval_only", False):
+        check_fresh_start(cfg.OUTPUT_DIR)  # refused before its log or config.yaml is touched
     setup_logging(cfg.OUTPUT_DIR, get_rank())
-    resuming = bool(getattr(args, "resume", False)) and bool(checkpoint_files(cfg.OUTPUT_DIR))
     saved_seed = _saved_seed(cfg.OUTPUT_DIR) if resuming and cfg.SEED < 0 else None
     seed = seed_all(cfg.SEED if saved_seed is None else saved_seed)
     if seed != cfg.SEED:
@@ -161,7 +168,8 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
         cfg.freeze()
     logger.info("command line: %s", " ".join(sys.argv))
     logger.info("seed: %d", seed)
-    if is_main_process() and not resuming:
+    if is_main_process() and not resuming and not (has_checkpoints and
+                                                    getattr(args, "eval_only", False)):
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
         with open(path, "w") as f:

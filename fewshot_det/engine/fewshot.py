@@ -177,10 +177,10 @@ def finished_seed(cfg, mode: str) -> Optional[Dict[str, float]]:
     return results["metrics"]
 
 
-def finetune_seed(cfg, resume: bool = False) -> Dict[str, float]:
+def finetune_seed(cfg, resume: bool = False, overwrite: bool = False) -> Dict[str, float]:
     """Fine-tune from MODEL.WEIGHTS on the K-shot split of ``cfg`` (a ``seed_config``) and
     evaluate; returns the first test dataset's metrics. ``resume``: continue from the
-    seed's last checkpoint when it has one."""
+    seed's last checkpoint when it has one; ``overwrite``: see ``train``."""
     from ..modeling import build_model, is_support_conditioned
     from .train_loop import train
 
@@ -197,7 +197,8 @@ def finetune_seed(cfg, resume: bool = False) -> Dict[str, float]:
             set_kshot_supports(cfg, m, records, metadata)
         return loaded
 
-    metrics = _first_test_metrics(cfg, train(cfg, model, resume=resume, load_weights=load,
+    metrics = _first_test_metrics(cfg, train(cfg, model, resume=resume, overwrite=overwrite,
+                                             load_weights=load,
                                              training_set=(records, metadata)))
     _write_results(cfg, metrics, "finetune")
     return metrics
@@ -243,7 +244,7 @@ def support_only_seed(cfg) -> Dict[str, float]:
 
 # ------------------------------------------------------------------------ all seeds
 def run_fewshot(cfg, shots: int, seeds: Sequence[int], *, support_only: bool = False,
-                resume: bool = False) -> Dict[str, object]:
+                resume: bool = False, overwrite: bool = False) -> Dict[str, object]:
     """Run every seed, write ``OUTPUT_DIR/summary.json``, log the table; return the summary.
 
     ``resume`` (an interrupted run started again): a seed with a finished run of the same
@@ -275,7 +276,7 @@ def run_fewshot(cfg, shots: int, seeds: Sequence[int], *, support_only: bool = F
         elif support_only:
             metrics = support_only_seed(scfg)
         else:
-            metrics = finetune_seed(scfg, resume=resume)
+            metrics = finetune_seed(scfg, resume=resume, overwrite=overwrite)
         warn_if_no_novel_ap(metrics, f"{shots}-shot seed {seed}")
         per_seed.append(metrics)
     summary = summarize(shots, seeds, per_seed, mode=mode)

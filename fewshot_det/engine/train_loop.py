@@ -19,7 +19,8 @@ import torch
 from ..data.build import (build_test_loader_from_config, build_train_loader_from_config,
                           training_records)
 from ..utils.files import atomic_write_text
-from .checkpoint import Checkpointer, rng_state, set_rng_state, unwrap
+from .checkpoint import (Checkpointer, check_fresh_start, rng_state, set_rng_state,
+                         unwrap)
 from .comm import all_gather_objects, get_world_size, is_main_process, reduce_mean
 from .crop_pretrain import pretrain_backbone_on_crops
 from .ema import ModelEMA
@@ -123,7 +124,7 @@ def _wrap_ddp(model):
 
 
 def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=None,
-          training_set=None) -> Dict[str, Dict[str, float]]:
+          training_set=None, overwrite: bool = False) -> Dict[str, Dict[str, float]]:
     """Train ``model`` as ``cfg`` says; returns the final evaluation (dataset -> metrics).
 
     Args:
@@ -131,6 +132,8 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=Non
             checkpoint, ``Checkpointer.read_latest``) when there is one (model, optimizer,
             schedule, scaler, EMA, iteration, RNG and data position), after comparing its
             config with ``cfg`` (``engine.resume_config``); else start from MODEL.WEIGHTS.
+        overwrite: a fresh start (no ``resume``, or nothing to resume) may delete the
+            checkpoints of an earlier run in OUTPUT_DIR; without it they are an error.
         load_weights: ``fn(model, path)`` loading MODEL.WEIGHTS (formats of
             ``fewshot_det.checkpoint``); None = ``fewshot_det.checkpoint.load_weights``.
         training_set: (records, metadata) to train on, e.g. a K-shot split the caller
@@ -139,13 +142,14 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=Non
     Raises:
         OutputDirInUse: another run trains in OUTPUT_DIR (``engine.run_lock``; the lock
             is held until this function returns or raises).
+        ValueError: a fresh start over an earlier run's checkpoints without ``overwrite``.
     """
     with RunLock(cfg.OUTPUT_DIR) if is_main_process() else nullcontext():
         return _train(cfg, model, resume=resume, load_weights=load_weights,
-                      training_set=training_set)
+                      training_set=training_set, overwrite=overwrite)
 
 
-def _train(cfg, model, *, resume, load_weights, training_set):
+def _train(cfg, model, *, resume, load_weights, training_set, overwrite):
     device = model_device(model)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
@@ -158,7 +162,8 @@ def _train(cfg, model, *, resume, load_weights, training_set):
         max_to_keep=cfg.SOLVER.MAX_TO_KEEP, save_to_disk=is_main_process())
     if is_main_process():
         checkpointer.remove_stray_temp_files()
-    start_iter, best = _resume_or_load(cfg, model, checkpointer, resume, load_weights, ema)
+    start_iter, best = _resume_or_load(cfg, model, checkpointer, resume, load_weights, ema,
+                                       overwrite)
     if is_main_process():  # after the resume check: the values this run really uses
         atomic_write_text(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
     if start_iter == 0 and cfg.PRETRAIN.ITERS > 0:
@@ -239,7 +244,8 @@ def _crop_pretrain(cfg, model, ema, training_set) -> None:
         ema.module.load_state_dict(model.state_dict())
 
 
-def _resume_or_load(cfg, model, checkpointer, resume: bool, load_weights, ema):
+def _resume_or_load(cfg, model, checkpointer, resume: bool, load_weights, ema,
+                    overwrite: bool = False):
     found = checkpointer.read_latest() if resume else None
     if found is not None:
         last, ckpt = found
@@ -251,6 +257,10 @@ def _resume_or_load(cfg, model, checkpointer, resume: bool, load_weights, ema):
         return int(ckpt["iteration"]), ckpt["extra"].get("best")
     if resume:
         logger.info("no checkpoint in %s to resume from; starting fresh", cfg.OUTPUT_DIR)
+    if not overwrite:
+        check_fresh_start(cfg.OUTPUT_DIR)  # every rank: they refuse together
+    elif is_main_process():
+        check_fresh_start(cfg.OUTPUT_DIR, overwrite=True)
     if cfg.MODEL.WEIGHTS:
         if load_weights is None:
             from ..checkpoint import load_weights

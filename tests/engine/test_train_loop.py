@@ -167,3 +167,37 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(voc_spec, tmp_path, monke
     train_loop.train(cfg, model, resume=True)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert os.path.exists(tmp_path / "model_final.pth")
+
+
+def test_a_fresh_start_never_replaces_an_earlier_runs_checkpoints(voc_spec, tmp_path):
+    cfg = make_cfg(voc_spec, tmp_path)
+    train_loop.train(cfg, toy())
+    before = {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path) if f.endswith(".pth")}
+    assert "model_final.pth" in before and "model_0000005.pth" in before
+    with pytest.raises(ValueError, match=r"holds the checkpoints of a run \(model_final\.pth, "
+                                         r"model_0000005\.pth.*--resume.*--overwrite"):
+        train_loop.train(cfg, toy(seed=1))
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
+    # --overwrite starts over: the earlier run's files are gone, not mixed with the new ones
+    short = make_cfg(voc_spec, tmp_path, MAX_ITER=4, STEPS=(3,))
+    train_loop.train(short, toy(seed=1), overwrite=True)
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == [
+        "model_0000002.pth", "model_final.pth"]
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 4
+
+
+def test_default_setup_refuses_before_touching_an_earlier_run(voc_spec, tmp_path):
+    import argparse
+
+    from fewshot_det.engine.defaults import default_setup
+
+    cfg = make_cfg(voc_spec, tmp_path)
+    (tmp_path / "model_final.pth").write_bytes(b"x")
+    (tmp_path / "config.yaml").write_text("earlier run\n")
+    args = argparse.Namespace(resume=False, overwrite=False, eval_only=False)
+    with pytest.raises(ValueError, match="holds the checkpoints"):
+        default_setup(cfg, args)
+    assert (tmp_path / "config.yaml").read_text() == "earlier run\n"
+    assert not (tmp_path / "log.txt").exists()
+    default_setup(cfg, argparse.Namespace(resume=False, overwrite=False, eval_only=True))
+    assert (tmp_path / "config.yaml").read_text() == "earlier run\n"  # evaluation only
