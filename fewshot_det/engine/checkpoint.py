@@ -163,10 +163,12 @@ class Checkpointer:
         if not bad:
             return
         last = self.last_checkpoint()
-        advice = (f"the last good checkpoint {last} is kept and last_checkpoint names it: "
-                  f"continue from it with --resume SOLVER.CLIP_GRADIENTS.ENABLED True"
-                  if last else "no checkpoint was written before: start again with a lower "
-                  "SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS.ENABLED True")
+        advice = (f"the last finite checkpoint {last} is kept and last_checkpoint names it: "
+                  f"continue from it with --resume and a lower SOLVER.BASE_LR or "
+                  f"SOLVER.CLIP_GRADIENTS.ENABLED True; if that diverges again, its weights "
+                  f"had already blown up: start over with --overwrite and a lower "
+                  f"SOLVER.BASE_LR" if last else "no checkpoint was written before: start "
+                  "again with a lower SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS.ENABLED True")
         raise FloatingPointError(
             f"training diverged: {len(bad)} of {total} tensors are NaN/inf after iteration "
             f"{iteration} (e.g. {', '.join(bad[:3])}), so no checkpoint is written; {advice}")
