@@ -21,7 +21,6 @@ the mean) live in ``evaluation.seeds``.
 """
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -145,14 +144,16 @@ def _write_results(cfg, metrics: Dict[str, float], mode: str) -> None:
         atomic_write_text(os.path.join(cfg.OUTPUT_DIR, name), text)
 
 
-def changed_lines(path: str, text: str) -> List[str]:
-    """The "-old" / "+new" lines between the file at ``path`` (empty if missing) and ``text``."""
-    saved = ""
-    if os.path.isfile(path):
-        with open(path) as f:
-            saved = f.read()
-    diff = difflib.unified_diff(saved.splitlines(), text.splitlines(), lineterm="", n=0)
-    return [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+def config_differences(path: str, cfg) -> List[str]:
+    """"KEY saved -> current" for the keys where the config saved at ``path`` and ``cfg``
+    differ (``engine.resume_config.config_changes``); one entry when there is no file."""
+    from .resume_config import config_changes
+
+    if not os.path.isfile(path):
+        return [f"no {os.path.basename(path)}"]
+    with open(path) as f:
+        changes = config_changes(f.read(), cfg.dump())
+    return [f"{key} {old} -> {new}" for key, (old, new) in changes.items()]
 
 
 def finished_seed(cfg, mode: str) -> Optional[Dict[str, float]]:
@@ -168,7 +169,7 @@ def finished_seed(cfg, mode: str) -> Optional[Dict[str, float]]:
         return None
     with open(path) as f:
         results = json.load(f)
-    changed = changed_lines(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
+    changed = config_differences(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), cfg)
     if results.get("mode") != mode or changed:
         what = (f"mode {results.get('mode')!r}, not {mode!r}" if results.get("mode") != mode
                 else "another config (" + "; ".join(changed[:4]) + ")")
