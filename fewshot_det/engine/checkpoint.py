@@ -53,6 +53,18 @@ def non_finite_tensors(obj: Any, prefix: str = "") -> Tuple[List[str], int]:
     return bad, total
 
 
+def _copy_tensors(obj: Any) -> Any:
+    """``obj`` with every tensor cloned: state dicts share storage with the live model and
+    optimizer, which the next steps change in place."""
+    if torch.is_tensor(obj):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _copy_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copy_tensors(v) for v in obj)
+    return obj
+
+
 def rng_state() -> Dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -127,6 +139,7 @@ class Checkpointer:
         self.max_to_keep = max_to_keep
         self.save_to_disk = save_to_disk
         self._periodic: List[str] = []
+        self.pending: Optional[Tuple[str, Dict[str, Any]]] = None  # see stage()
 
     def _state(self, iteration: int, extra: Optional[dict]) -> Dict[str, Any]:
         state = {k: (unwrap(v) if k == "model" else v).state_dict()
@@ -145,6 +158,39 @@ class Checkpointer:
         """
         state = self._state(iteration, extra)
         self._check_finite(state, iteration)  # every rank: DDP replicas diverge together
+        return self._write(name, state, periodic=periodic, update_pointer=update_pointer)
+
+    def stage(self, name: str, iteration: int, extra: Optional[dict] = None) -> None:
+        """Take a copy of the periodic checkpoint ``name`` now and write it at ``commit``.
+
+        The training loop commits it once the next iteration's loss is sane
+        (``engine.divergence``), so finite but blown-up weights never reach the disk.
+
+        Raises:
+            FloatingPointError: as ``save``.
+        """
+        state = self._state(iteration, extra)
+        self._check_finite(state, iteration)
+        self.pending = (name, _copy_tensors(state))
+
+    def commit(self) -> Optional[str]:
+        """Write the staged checkpoint, if any; returns its path (as ``save``)."""
+        if self.pending is None:
+            return None
+        (name, state), self.pending = self.pending, None
+        return self._write(name, state, periodic=True, update_pointer=True)
+
+    def discard(self, reason: str, *, quiet: bool = False) -> None:
+        """Drop the staged checkpoint unwritten, logging ``reason`` unless ``quiet``."""
+        if self.pending is not None and not quiet:
+            last = self.last_checkpoint()
+            logger.warning("checkpoint %s is not written (%s); %s", self.pending[0], reason,
+                           f"last_checkpoint still names {last}" if last else
+                           "no checkpoint has been written yet")
+        self.pending = None
+
+    def _write(self, name: str, state: Dict[str, Any], *, periodic: bool,
+               update_pointer: bool) -> Optional[str]:
         if not self.save_to_disk:
             return None
         os.makedirs(self.output_dir, exist_ok=True)
@@ -155,20 +201,25 @@ class Checkpointer:
         if periodic:
             self._periodic.append(path)
             self._prune()
-        logger.info("saved checkpoint %s (iteration %d)", path, iteration)
+        logger.info("saved checkpoint %s (iteration %d)", path, state["iteration"])
         return path
+
+    def divergence_advice(self) -> str:
+        """How to continue a diverged run, naming the checkpoint ``--resume`` would use."""
+        last = self.last_checkpoint()
+        if last is None:
+            return ("no checkpoint was written before: start again with a lower "
+                    "SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS.ENABLED True")
+        return (f"the last good checkpoint {last} is kept and last_checkpoint names it: "
+                f"continue from it with --resume and a lower SOLVER.BASE_LR or "
+                f"SOLVER.CLIP_GRADIENTS.ENABLED True (if that diverges too, start over with "
+                f"--overwrite and a lower SOLVER.BASE_LR)")
 
     def _check_finite(self, state: Dict[str, Any], iteration: int) -> None:
         bad, total = non_finite_tensors({k: state[k] for k in self.objects})
         if not bad:
             return
-        last = self.last_checkpoint()
-        advice = (f"the last finite checkpoint {last} is kept and last_checkpoint names it: "
-                  f"continue from it with --resume and a lower SOLVER.BASE_LR or "
-                  f"SOLVER.CLIP_GRADIENTS.ENABLED True; if that diverges again, its weights "
-                  f"had already blown up: start over with --overwrite and a lower "
-                  f"SOLVER.BASE_LR" if last else "no checkpoint was written before: start "
-                  "again with a lower SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS.ENABLED True")
+        advice = self.divergence_advice()
         raise FloatingPointError(
             f"training diverged: {len(bad)} of {total} tensors are NaN/inf after iteration "
             f"{iteration} (e.g. {', '.join(bad[:3])}), so no checkpoint is written; {advice}")

@@ -141,19 +141,24 @@ def test_a_checkpoint_is_never_written_from_non_finite_weights(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000001.pth"]
 
 
+def _after_step(monkeypatch, at: int, change) -> None:
+    """Make the training step of iteration ``at`` end with ``change(model)`` (no grad)."""
+    step = train_loop.train_step
+
+    def changed_step(model, batch, optimizer, *, iteration, **kw):
+        stats = step(model, batch, optimizer, iteration=iteration, **kw)
+        if iteration == at:
+            with torch.no_grad():
+                change(model)
+        return stats
+
+    monkeypatch.setattr(train_loop, "train_step", changed_step)
+
+
 def test_a_diverged_run_keeps_its_last_good_checkpoint(voc_spec, tmp_path, monkeypatch):
     # The step of iteration 4 leaves NaN weights with a finite loss (what a too-large LR
     # does): the checkpoint due right after it must not be written.
-    step = train_loop.train_step
-
-    def diverging_step(model, batch, optimizer, *, iteration, **kw):
-        stats = step(model, batch, optimizer, iteration=iteration, **kw)
-        if iteration == 4:
-            with torch.no_grad():
-                next(model.parameters()).fill_(float("nan"))
-        return stats
-
-    monkeypatch.setattr(train_loop, "train_step", diverging_step)
+    _after_step(monkeypatch, 4, lambda model: next(model.parameters()).fill_(float("nan")))
     cfg = make_cfg(voc_spec, tmp_path, CHECKPOINT_PERIOD=1, MAX_TO_KEEP=0)
     with pytest.raises(FloatingPointError, match=r"after iteration 5 .*model_0000003\.pth "
                                                  r"is kept .* --resume"):
@@ -201,3 +206,39 @@ def test_default_setup_refuses_before_touching_an_earlier_run(voc_spec, tmp_path
     assert not (tmp_path / "log.txt").exists()
     default_setup(cfg, argparse.Namespace(resume=False, overwrite=False, eval_only=True))
     assert (tmp_path / "config.yaml").read_text() == "earlier run\n"  # evaluation only
+
+
+def test_blown_up_but_finite_weights_never_reach_a_checkpoint(voc_spec, tmp_path, monkeypatch):
+    # The step of iteration 4 leaves finite weights 1e4 times too large (a much too large LR):
+    # every later loss is finite but huge. The checkpoints staged from those weights are
+    # dropped, model_final is refused, and resuming from the last sane one completes.
+    _after_step(monkeypatch, 4, lambda model: model.fc.weight.mul_(1e4))
+    cfg = make_cfg(voc_spec, tmp_path, CHECKPOINT_PERIOD=1, MAX_TO_KEEP=0)
+    with pytest.raises(FloatingPointError, match=r"last iteration 7, the loss .* is .*x the "
+                                                 r"median .*model_final is not written.*"
+                                                 r"model_0000003\.pth is kept.*--resume"):
+        train_loop.train(cfg, toy())
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == [
+        f"model_000000{i}.pth" for i in range(4)]
+    assert Checkpointer(str(tmp_path), {}).last_checkpoint() == str(tmp_path / "model_0000003.pth")
+    monkeypatch.undo()
+    model = toy(seed=1)
+    train_loop.train(cfg, model, resume=True)
+    final = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert final["model"]["fc.weight"].abs().max() < 10
+
+
+def test_loss_watch_flags_non_finite_and_exploded_losses_only():
+    from fewshot_det.engine.divergence import LossWatch
+
+    watch = LossWatch(factor=100, window=3)
+    assert watch.problem(5.0) is None  # the first loss has nothing to compare with
+    assert [watch.problem(v) for v in (2.0, 1.0, 0.5)] == [None] * 3  # training, not diverging
+    assert "is 400x the median 1 of the last 3" in watch.problem(400.0)
+    assert watch.problem(float("nan")) == "the loss is nan"
+    assert watch.problem(99.0) is None  # flagged losses never raised the median
+    for i in range(3):
+        assert not watch.diverged()
+        watch.problem(1e6)
+    assert watch.diverged()  # exploded for a whole window: the run stops
+    assert LossWatch(factor=0).problem(1e30) is None
