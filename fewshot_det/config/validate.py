@@ -71,6 +71,18 @@ def _check_input(cfg: CfgNode) -> None:
     _require(0 <= i.RANDOM_FLIP <= 1, f"INPUT.RANDOM_FLIP is a probability, got {i.RANDOM_FLIP}")
     _require(i.RESIZE_MODE in ("shortest_edge", "fixed_square"),
              f"INPUT.RESIZE_MODE must be shortest_edge or fixed_square, got {i.RESIZE_MODE!r}")
+    _require(i.RESIZE_BACKEND in ("opencv", "pil", "torchvision"),
+             f"INPUT.RESIZE_BACKEND must be opencv, pil or torchvision, "
+             f"got {i.RESIZE_BACKEND!r}")
+
+
+def _check_slice(cfg: CfgNode) -> None:
+    s = cfg.TEST.SLICE
+    _require(s.SIZE >= 16, f"TEST.SLICE.SIZE must be >= 16 pixels, got {s.SIZE}")
+    _require(0 <= s.OVERLAP < 1, f"TEST.SLICE.OVERLAP must be in [0, 1), got {s.OVERLAP}")
+    _require(s.BATCH >= 1, f"TEST.SLICE.BATCH must be >= 1, got {s.BATCH}")
+    for key in ("NMS_THRESH", "IOS_THRESH"):
+        _require(0 < s[key] <= 1, f"TEST.SLICE.{key} must be in (0, 1], got {s[key]}")
 
 
 def _check_solver(cfg: CfgNode) -> None:
@@ -106,13 +118,19 @@ def _check_data(cfg: CfgNode) -> None:
     both = sorted(set(f.BASE_CLASSES) & set(f.NOVEL_CLASSES))
     _require(not both, f"FEWSHOT.BASE_CLASSES and FEWSHOT.NOVEL_CLASSES share {both}")
     _require(f.SHOTS >= 0, f"FEWSHOT.SHOTS must be >= 0, got {f.SHOTS}")
+    _require(f.FINETUNE.NOVEL_INIT in ("imprint", "random"),
+             f"FEWSHOT.FINETUNE.NOVEL_INIT must be imprint or random, "
+             f"got {f.FINETUNE.NOVEL_INIT!r}")
+    _require(f.FINETUNE.IMPRINT_CLASSES in ("new", "all"),
+             f"FEWSHOT.FINETUNE.IMPRINT_CLASSES must be new or all, "
+             f"got {f.FINETUNE.IMPRINT_CLASSES!r}")
     _require(cfg.TEST.EVAL_PERIOD >= 0,
              f"TEST.EVAL_PERIOD must be >= 0, got {cfg.TEST.EVAL_PERIOD}")
 
 
 def validate_cfg(cfg: CfgNode) -> CfgNode:
     """Run every cross-field check; return ``cfg`` unchanged when all pass."""
-    for check in (_check_model, _check_input, _check_solver, _check_data):
+    for check in (_check_model, _check_input, _check_solver, _check_slice, _check_data):
         check(cfg)
     return cfg
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .records import DataError
-from .transforms import apply_transforms, build_transforms
+from .transforms import apply_transforms, transforms_from_config
 
 
 def read_image(path: str, image_format: str = "BGR") -> np.ndarray:
@@ -30,7 +30,7 @@ def read_image(path: str, image_format: str = "BGR") -> np.ndarray:
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """H, W, C uint8 -> C, H, W float32 (0-255)."""
+    """H, W, C uint8 (or float32 0-255) -> C, H, W float32 (0-255)."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
 
 
@@ -47,11 +47,9 @@ class DatasetMapper:
     @classmethod
     def from_config(cls, cfg, is_train: bool) -> "DatasetMapper":
         i = cfg.INPUT
-        transforms = build_transforms(
-            is_train=is_train, resize_mode=i.RESIZE_MODE, min_size_train=i.MIN_SIZE_TRAIN,
-            max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,
-            min_size_test=i.MIN_SIZE_TEST, max_size_test=i.MAX_SIZE_TEST,
-            fixed_size=i.FIXED_SIZE, flip_prob=i.RANDOM_FLIP)
+        transforms = transforms_from_config(cfg, is_train=is_train)
+        if not is_train and cfg.TEST.SLICE.ENABLED:
+            transforms = []  # engine.slicing cuts the original image into tiles
         if is_train and i.RESIZE_MODE == "fixed_square" and i.YOLO_AUG.ENABLED:
             from .yolo_transforms import build_yolo_train_transforms
 

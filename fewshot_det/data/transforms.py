@@ -1,45 +1,105 @@
-"""Geometric transforms that move boxes with the pixels (numpy + OpenCV, no torch).
+"""Geometric transforms that move boxes with the pixels (numpy + OpenCV).
 
 Each transform is a callable ``t(image, boxes, rng) -> (image, boxes)`` where ``image`` is
-H, W, C uint8, ``boxes`` is an [M, 4] float32 XYXY array and ``rng`` a
-``numpy.random.Generator`` (drawn per sample, so results do not depend on worker count).
+H, W, C (uint8; float32 0-255 after a "torchvision" resize), ``boxes`` is an [M, 4]
+float32 XYXY array and ``rng`` a ``numpy.random.Generator`` (drawn per sample, so results
+do not depend on worker count).
+
+The shortest-edge resize has three backends (``INPUT.RESIZE_BACKEND``), because a
+pretrained model gives its own detections only on the inputs it was made for:
+    opencv       OpenCV bilinear on uint8, sizes rounded to nearest (fast; the default)
+    pil          detectron2's ResizeShortestEdge: the same sizes, PIL bilinear on uint8
+                 (PIL widens its filter when shrinking, so a downscale is smoother)
+    torchvision  GeneralizedRCNNTransform: one scale for both sides, sizes floored,
+                 torch bilinear (align_corners=False) on the float pixels, not rounded back
 """
 from __future__ import annotations
 
+import math
 from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+RESIZE_BACKENDS = ("opencv", "pil", "torchvision")
+
 
 def shortest_edge_size(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
-    """New (h, w) with the short side = ``short`` and the long side <= ``max_size``."""
+    """New (h, w) with the short side = ``short`` and the long side <= ``max_size``,
+    rounded as detectron2's ``ResizeShortestEdge.get_output_shape`` rounds them."""
     scale = short / min(h, w)
-    if max(h, w) * scale > max_size:
-        scale = max_size / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
+    new_h, new_w = (short, scale * w) if h < w else (scale * h, short)
+    if max(new_h, new_w) > max_size:
+        cap = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * cap, new_w * cap
+    return int(new_h + 0.5), int(new_w + 0.5)
 
 
-def resize(image: np.ndarray, boxes: np.ndarray, new_h: int, new_w: int):
+def torchvision_scale(h: int, w: int, short: int, max_size: int) -> float:
+    """torchvision's resize factor: min(short / min side, max_size / max side), in double
+    as its eager ``_resize_image_and_masks``; the new sizes are floor(side * factor)."""
+    return min(short / min(h, w), max_size / max(h, w))
+
+
+def torchvision_size(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
+    scale = torchvision_scale(h, w, short, max_size)
+    return math.floor(h * scale), math.floor(w * scale)
+
+
+def _scale_boxes(boxes: np.ndarray, h: int, w: int, new_h: int, new_w: int) -> np.ndarray:
+    scale = np.array([new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float32)
+    return boxes * scale
+
+
+def resize(image: np.ndarray, boxes: np.ndarray, new_h: int, new_w: int,
+           backend: str = "opencv"):
+    """``image`` resized to ``new_h x new_w`` by ``backend`` (opencv or pil), boxes too."""
     h, w = image.shape[:2]
     if (h, w) == (new_h, new_w):
         return image, boxes
-    out = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    scale = np.array([new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float32)
-    return out, boxes * scale
+    if backend == "pil":
+        from PIL import Image
+
+        out = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    else:
+        out = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return out, _scale_boxes(boxes, h, w, new_h, new_w)
+
+
+def resize_torchvision(image: np.ndarray, boxes: np.ndarray, short: int, max_size: int):
+    """torchvision's resize: the image comes back as float32 H, W, C (0-255)."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = image.shape[:2]
+    scale = torchvision_scale(h, w, short, max_size)
+    # torchvision resizes the [0, 1]-normalised image; bilinear weights sum to 1, so
+    # resizing 0-255 values and normalising after gives the same up to float rounding.
+    # In float64: torch's float32 CPU kernel is off by up to ~2e-3 on a 0-255 scale.
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).double()[None]
+    out = F.interpolate(x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True,
+                        align_corners=False)[0]
+    new_h, new_w = out.shape[-2:]
+    return (out.permute(1, 2, 0).numpy().astype(np.float32),
+            _scale_boxes(boxes, h, w, new_h, new_w))
 
 
 class ResizeShortestEdge:
     """Resize so the short side is one of ``short_edge_lengths`` ("choice") or drawn in
-    [min, max] ("range"), capping the long side at ``max_size`` (multi-scale training)."""
+    [min, max] ("range"), capping the long side at ``max_size`` (multi-scale training);
+    ``backend`` is one of ``RESIZE_BACKENDS`` (module docstring)."""
 
     def __init__(self, short_edge_lengths: Sequence[int], max_size: int,
-                 sample_style: str = "choice"):
+                 sample_style: str = "choice", backend: str = "opencv"):
         if sample_style not in ("choice", "range"):
             raise ValueError(f"sample_style must be choice or range, got {sample_style!r}")
+        if backend not in RESIZE_BACKENDS:
+            raise ValueError(f"resize backend must be one of {RESIZE_BACKENDS}, got "
+                             f"{backend!r}")
         self.lengths = list(short_edge_lengths)
         self.max_size = max_size
         self.sample_style = sample_style
+        self.backend = backend
 
     def __call__(self, image, boxes, rng):
         if self.sample_style == "range":
@@ -47,7 +107,10 @@ class ResizeShortestEdge:
         else:
             short = int(self.lengths[rng.integers(len(self.lengths))])
         h, w = image.shape[:2]
-        return resize(image, boxes, *shortest_edge_size(h, w, short, self.max_size))
+        if self.backend == "torchvision":
+            return resize_torchvision(image, boxes, short, self.max_size)
+        return resize(image, boxes, *shortest_edge_size(h, w, short, self.max_size),
+                      backend=self.backend)
 
 
 class FixedSizeResize:
@@ -58,6 +121,72 @@ class FixedSizeResize:
 
     def __call__(self, image, boxes, rng):
         return resize(image, boxes, self.size, self.size)
+
+
+def clip_boxes(boxes: np.ndarray, moved: np.ndarray, width: int, height: int,
+               min_visible: float) -> np.ndarray:
+    """Clip ``moved`` boxes to the image; empty the ones that kept too little area.
+
+    A transform never removes rows from ``boxes`` (the labels travel separately): a box
+    that leaves the image, or keeps less than ``min_visible`` of its area, becomes the
+    empty box [0, 0, 0, 0], which the model's target preparation drops with its label.
+
+    Args:
+        boxes: [M, 4] the boxes before the geometric change, in its output scale (their
+            area is the reference for ``min_visible``).
+        moved: [M, 4] the boxes after it, possibly outside the image.
+    Returns:
+        float32 [M, 4].
+    """
+    out = moved.copy()
+    out[:, 0::2] = out[:, 0::2].clip(0, width)
+    out[:, 1::2] = out[:, 1::2].clip(0, height)
+    area = (boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)
+    kept = (out[:, 2] - out[:, 0]).clip(min=0) * (out[:, 3] - out[:, 1]).clip(min=0)
+    gone = (kept <= 0) | (kept < min_visible * area)
+    out[gone] = 0
+    return out.astype(np.float32)
+
+
+class RandomTileCrop:
+    """A ``size`` x ``size`` window of the full-resolution image (the whole image along a
+    side no longer than ``size``), as sliced inference sees it (``TEST.SLICE``).
+
+    With probability ``on_object`` the window holds a random GT box (placed at random
+    around it; small objects are sparse in large photos, and most uniform windows would
+    show none), else it is uniform. Boxes keeping less than ``min_visible`` of their area
+    become empty (``clip_boxes``).
+    """
+
+    def __init__(self, size: int, min_visible: float = 0.5, on_object: float = 0.5):
+        if size < 16 or not 0 <= min_visible <= 1 or not 0 <= on_object <= 1:
+            raise ValueError(f"INPUT.TILE_CROP: SIZE >= 16 and MIN_VISIBLE, ON_OBJECT in "
+                             f"[0, 1], got {size}, {min_visible}, {on_object}")
+        self.size, self.min_visible, self.on_object = size, min_visible, on_object
+
+    def _start(self, length: int, lo: float, hi: float, rng) -> int:
+        """A window start in [0, length - size] that holds [lo, hi] when it fits."""
+        last = length - self.size
+        first, end = max(0, int(np.ceil(hi)) - self.size), min(last, int(lo))
+        return int(rng.integers(first, end + 1)) if first <= end else int(rng.integers(0, last + 1))
+
+    def __call__(self, image, boxes, rng):
+        h, w = image.shape[:2]
+        if h <= self.size and w <= self.size:
+            return image, boxes
+        real = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+        if len(real) and rng.random() < self.on_object:
+            x1, y1, x2, y2 = real[int(rng.integers(len(real)))]
+        else:
+            x1 = y1 = x2 = y2 = None
+        x0 = 0 if w <= self.size else (self._start(w, x1, x2, rng) if x1 is not None
+                                       else int(rng.integers(0, w - self.size + 1)))
+        y0 = 0 if h <= self.size else (self._start(h, y1, y2, rng) if y1 is not None
+                                       else int(rng.integers(0, h - self.size + 1)))
+        cw, ch = min(w, self.size), min(h, self.size)
+        moved = boxes - np.array([x0, y0, x0, y0], dtype=np.float32)
+        return (np.ascontiguousarray(image[y0:y0 + ch, x0:x0 + cw]),
+                clip_boxes(boxes, moved, cw, ch, self.min_visible))
 
 
 class RandomHorizontalFlip:
@@ -82,14 +211,31 @@ def apply_transforms(transforms: List, image: np.ndarray, boxes: np.ndarray, rng
 
 def build_transforms(*, is_train: bool, resize_mode: str, min_size_train: Sequence[int],
                      max_size_train: int, min_size_sampling: str, min_size_test: int,
-                     max_size_test: int, fixed_size: int, flip_prob: float) -> List:
-    """The standard train / test pipelines (typed arguments; see ``from_config`` users)."""
+                     max_size_test: int, fixed_size: int, flip_prob: float,
+                     resize_backend: str = "opencv", tile_crop=None) -> List:
+    """The standard train / test pipelines (typed arguments; ``transforms_from_config``).
+    ``tile_crop``: a ``RandomTileCrop`` applied first when training, or None."""
+    crop: List = [tile_crop] if is_train and tile_crop is not None else []
     if resize_mode == "fixed_square":
-        ts: List = [FixedSizeResize(fixed_size)]
+        ts: List = crop + [FixedSizeResize(fixed_size)]
     elif is_train:
-        ts = [ResizeShortestEdge(min_size_train, max_size_train, min_size_sampling)]
+        ts = crop + [ResizeShortestEdge(min_size_train, max_size_train, min_size_sampling,
+                                        resize_backend)]
     else:
-        ts = [ResizeShortestEdge([min_size_test], max_size_test)]
+        ts = [ResizeShortestEdge([min_size_test], max_size_test, backend=resize_backend)]
     if is_train and flip_prob > 0:
         ts.append(RandomHorizontalFlip(flip_prob))
     return ts
+
+
+def transforms_from_config(cfg, *, is_train: bool) -> List:
+    """``build_transforms`` from ``cfg.INPUT`` (no flip at test time)."""
+    i = cfg.INPUT
+    t = i.TILE_CROP
+    crop = RandomTileCrop(t.SIZE, t.MIN_VISIBLE, t.ON_OBJECT) if t.ENABLED else None
+    return build_transforms(
+        is_train=is_train, resize_mode=i.RESIZE_MODE, min_size_train=i.MIN_SIZE_TRAIN,
+        max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,
+        min_size_test=i.MIN_SIZE_TEST, max_size_test=i.MAX_SIZE_TEST,
+        fixed_size=i.FIXED_SIZE, flip_prob=i.RANDOM_FLIP if is_train else 0.0,
+        resize_backend=i.RESIZE_BACKEND, tile_crop=crop)

@@ -15,31 +15,10 @@ from typing import List
 import cv2
 import numpy as np
 
-from .transforms import FixedSizeResize, RandomHorizontalFlip
+from .transforms import FixedSizeResize, RandomHorizontalFlip, clip_boxes
 
 # Border colour of the area uncovered by a shift or a zoom-out: mid-grey in any channel order.
 FILL_VALUE = (127, 127, 127)
-
-
-def clip_boxes(boxes: np.ndarray, moved: np.ndarray, width: int, height: int,
-               min_visible: float) -> np.ndarray:
-    """Clip ``moved`` boxes to the image; empty the ones that kept too little area.
-
-    Args:
-        boxes: [M, 4] the boxes before the geometric change, in its output scale (their
-            area is the reference for ``min_visible``).
-        moved: [M, 4] the boxes after it, possibly outside the image.
-    Returns:
-        float32 [M, 4].
-    """
-    out = moved.copy()
-    out[:, 0::2] = out[:, 0::2].clip(0, width)
-    out[:, 1::2] = out[:, 1::2].clip(0, height)
-    area = (boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)
-    kept = (out[:, 2] - out[:, 0]).clip(min=0) * (out[:, 3] - out[:, 1]).clip(min=0)
-    gone = (kept <= 0) | (kept < min_visible * area)
-    out[gone] = 0
-    return out.astype(np.float32)
 
 
 class RandomCrop:

@@ -11,7 +11,6 @@ they agree to about 1e-3 px only, because we fold frozen batch norms into the co
 top detections with a tolerance that reflects this.
 """
 import copy
-import os
 
 import pytest
 import torch
@@ -21,32 +20,14 @@ from torchvision.models.detection.image_list import ImageList
 import fewshot_det
 from fewshot_det.checkpoint import load_weights
 from fewshot_det.modeling import build_model
-
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "torchvision",
-                      "faster_rcnn_R_50_FPN.yaml")
-TV_MEAN, TV_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def _perturb(tv):
-    """Non-trivial batch norms; tame logits so scores are neither saturated nor uniform."""
-    with torch.no_grad():
-        for m in tv.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-        tv.rpn.head.cls_logits.weight.mul_(0.01)
-        tv.roi_heads.box_predictor.cls_score.weight.mul_(0.2)
-        tv.roi_heads.box_predictor.bbox_pred.weight.mul_(10.0)
-
+from torchvision_fixtures import CONFIG, TV_MEAN, TV_STD, perturb
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     torch.manual_seed(0)
     tv = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=320,
                                  max_size=1333)
-    _perturb(tv)
+    perturb(tv)
     path = str(tmp_path_factory.mktemp("tv") / "fasterrcnn_resnet50_fpn.pth")
     torch.save(tv.state_dict(), path)
     cfg = fewshot_det.get_cfg()
