@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from ..config import num_classes, num_classes_key, set_num_classes
-from ..data.mapper import image_to_tensor
-from ..data.transforms import apply_transforms, build_transforms
+from ..data.transforms import transforms_from_config
 from .defaults import resolve_device
 
 # {class name: [(H x W x 3 uint8 image, box [x1, y1, x2, y2] in its pixels), ...]}
@@ -30,15 +29,14 @@ SupportExamples = Dict[str, Sequence[Tuple[np.ndarray, Sequence[float]]]]
 
 
 def _class_names_from(cfg, weights_path: str) -> Optional[List[str]]:
-    """Class names saved in our checkpoint, else from the config's datasets (if readable)."""
+    """The checkpoint's class names (``checkpoint.class_names``: saved in ours, COCO's for
+    torchvision / detectron2 COCO models), else the config's datasets' (if readable)."""
     if weights_path:
-        try:
-            ckpt = torch.load(weights_path, map_location="cpu", weights_only=True)
-            names = ckpt.get("extra", {}).get("thing_classes") if isinstance(ckpt, dict) else None
-            if names:
-                return list(names)
-        except Exception:  # other formats carry no names; fall back to the data
-            pass
+        from ..checkpoint.class_names import checkpoint_class_names
+
+        names = checkpoint_class_names(weights_path)
+        if names:
+            return names
     for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
         try:
             from ..data import get_dataset
@@ -69,12 +67,7 @@ class Predictor:
         self.model = build_model(self.cfg).to(self.device).eval()
         if self.cfg.MODEL.WEIGHTS:
             load_weights(self.model, self.cfg.MODEL.WEIGHTS)
-        i = self.cfg.INPUT
-        self.transforms = build_transforms(
-            is_train=False, resize_mode=i.RESIZE_MODE, min_size_train=i.MIN_SIZE_TRAIN,
-            max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,
-            min_size_test=i.MIN_SIZE_TEST, max_size_test=i.MAX_SIZE_TEST,
-            fixed_size=i.FIXED_SIZE, flip_prob=0.0)
+        self.transforms = transforms_from_config(self.cfg, is_train=False)
         if supports:
             self.set_supports(supports)
 
@@ -136,12 +129,13 @@ class Predictor:
             {"boxes": float32 [N, 4] XYXY in this image's pixels, "scores": [N],
              "labels": int64 [N] in 1..K, "class_names": list of N names (or None)}
         """
+        from .slicing import SlicedInference, run_on_images
+
         self._check_image(image)
-        h, w = image.shape[:2]
-        resized, _ = apply_transforms(self.transforms, image, np.zeros((0, 4), np.float32),
-                                      np.random.default_rng(0))
-        inputs = [{"image": image_to_tensor(resized), "height": h, "width": w}]
-        out = {k: v.cpu() for k, v in self.model(inputs)[0].items()}
+        if self.cfg.TEST.SLICE.ENABLED:  # overlapping full-resolution tiles
+            out = SlicedInference.from_config(self.cfg, self.model).detect(image)
+        else:
+            out = run_on_images(self.model, self.transforms, [image])[0]
         names = self.class_names
         out["class_names"] = [names[int(i) - 1] for i in out["labels"]] if names else None
         return out

@@ -60,11 +60,14 @@ class SurgeryReport:
     initialised: List[str] = field(default_factory=list)
     missing_base: List[str] = field(default_factory=list)  # base, but not in the source
     tensors: List[str] = field(default_factory=list)
+    # False when the dataset names no novel classes (a user's own set): a class the
+    # checkpoint lacks is then simply new, not a base class gone missing
+    novel_declared: bool = True
 
     def __str__(self) -> str:
-        lines = [f"class surgery on {len(self.tensors)} tensors: copied {self.copied}, "
-                 f"initialised {self.initialised}"]
-        if self.missing_base:
+        lines = [f"class surgery on {len(self.tensors)} tensors: kept the checkpoint's rows "
+                 f"of {self.copied}, new rows for {self.initialised}"]
+        if self.missing_base and self.novel_declared:
             lines.append(f"base classes {self.missing_base} are not in the checkpoint: "
                          f"initialised")
         return "; ".join(lines)
@@ -177,7 +180,7 @@ def class_surgery(state_dict: Dict[str, Tensor], meta_architecture: Union[str, t
     """
     class_rows = meta_arch_class_rows(meta_architecture)
     specs = [s for s in class_rows(state_dict, len(dst_classes)) if s.key in state_dict]
-    report = SurgeryReport(tensors=[s.key for s in specs])
+    report = SurgeryReport(tensors=[s.key for s in specs], novel_declared=bool(novel_classes))
     if not specs:
         logger.warning("class surgery: the checkpoint has no class-shaped tensor of a %s",
                        getattr(meta_architecture, "__name__", meta_architecture))
@@ -190,7 +193,7 @@ def class_surgery(state_dict: Dict[str, Tensor], meta_architecture: Union[str, t
     for spec in specs:
         out[spec.key] = remap_class_rows(state_dict[spec.key], spec, src_index,
                                          generator=generator)
-    if report.missing_base:
+    if report.missing_base and report.novel_declared:
         logger.warning("class surgery: base classes %s are not in the checkpoint (its classes: "
                        "%s); their rows are initialised", report.missing_base, src_classes)
     logger.info("%s", report)
