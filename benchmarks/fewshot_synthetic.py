@@ -55,6 +55,10 @@ FINETUNED = {
     "tfa": ("fewshot_tfa_base_shapes.yaml", "fewshot_tfa_ft_shapes.yaml", TFA_ITERS),
     "yolo": ("yolo_fewshot_base_shapes.yaml", "yolo_fewshot_ft_shapes.yaml", YOLO_ITERS),
 }
+# method -> fine-tuning overrides: the TFA row is TFA as published (random novel rows,
+# trained image by image); imprinting and cached RoI features: benchmarks/tfa_cached_imprint.py
+FINETUNE_OPTS = {"tfa": {"FEWSHOT__FINETUNE__NOVEL_INIT": "random",
+                         "FEWSHOT__FINETUNE__CACHE_ROI_FEATURES": False}}
 # method -> the method whose base model its base training starts from
 BASE_INIT = {"siamese": "tfa"}
 # proposal recall: k of AR@k (small k: where ranking the support's class first matters;
@@ -343,7 +347,8 @@ def main(argv=None) -> dict:
             base = key.split("_")[0] + "_base"
             cfg = config(cfg_name, os.path.join(out, f"{key}_{k}shot"), opts,
                          args.ft_iters or iters, FEWSHOT__SPLIT_DIR=splits,
-                         MODEL__WEIGHTS=os.path.join(out, base, "model_final.pth"))
+                         MODEL__WEIGHTS=os.path.join(out, base, "model_final.pth"),
+                         **FINETUNE_OPTS.get(key, {}))
             runs[key] = fewshot_stage(cfg, k, args.seeds, support_only=support)
         results["fewshot"][str(k)] = runs
         results["recall"][str(k)] = recall_stage(args, opts, out, k, splits)

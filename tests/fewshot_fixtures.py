@@ -58,15 +58,16 @@ def supports(class_ids, shots=2, size=64, seed=0):
             "class_ids": torch.tensor(class_ids)}
 
 
-def _draw(img, box, name):
+def _draw(img, box, k):
     x1, y1, x2, y2 = (int(v) for v in box)
-    colour = {"pole": (40, 40, 200), "insulator": (200, 200, 40), "bird_nest": (30, 120, 30)}
-    cv2.rectangle(img, (x1, y1), (x2, y2), colour[name], -1)
+    colour = [(40, 40, 200), (200, 200, 40), (30, 120, 30)][k % 3]
+    cv2.rectangle(img, (x1, y1), (x2, y2), colour, -1)
 
 
-def make_edp_tree(root, num_train=12, num_test=4):
+def make_edp_tree(root, num_train=12, num_test=4, classes=EDP_CLASSES, scale=1):
     """A VOC tree like a user's EDP set: classes pole (base), insulator and bird_nest
-    (novel), drawn as coloured rectangles on noise; ImageSets trainval and test."""
+    (novel), drawn as coloured rectangles on noise; ImageSets trainval and test.
+    ``scale`` multiplies the 96 x 80 images and their boxes."""
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     rng = np.random.default_rng(0)
@@ -74,26 +75,27 @@ def make_edp_tree(root, num_train=12, num_test=4):
     for i in range(num_train + num_test):
         split = "trainval" if i < num_train else "test"
         stem = f"{split}_{i:03d}"
-        img = rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)
+        img = rng.integers(0, 255, (80 * scale, 96 * scale, 3), dtype=np.uint8)
         objects = []
-        for k, name in enumerate(EDP_CLASSES):
+        for k, name in enumerate(classes):
             if (i + k) % 3 == 2:
                 continue  # every image holds two of the three classes
             x1, y1 = 4 + 30 * k + int(rng.integers(0, 4)), 8 + int(rng.integers(0, 20))
-            box = [x1, y1, x1 + 22, y1 + 30 + k * 8]
-            _draw(img, box, name)
+            box = [v * scale for v in (x1, y1, x1 + 22, y1 + 30 + k * 8)]
+            _draw(img, box, k)
             objects.append((name, box))
         cv2.imwrite(os.path.join(root, "JPEGImages", stem + ".jpg"), img)
         objs = "".join(f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{b[0]}"
                        f"</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax>"
                        f"</bndbox></object>" for n, b in objects)
         with open(os.path.join(root, "Annotations", stem + ".xml"), "w") as f:
-            f.write(f"<annotation><filename>{stem}.jpg</filename><size><width>96</width>"
-                    f"<height>80</height><depth>3</depth></size>{objs}</annotation>")
+            f.write(f"<annotation><filename>{stem}.jpg</filename><size><width>{96 * scale}"
+                    f"</width><height>{80 * scale}</height><depth>3</depth></size>{objs}"
+                    f"</annotation>")
         splits[split].append(stem)
     for split, stems in splits.items():
         with open(os.path.join(root, "ImageSets", "Main", split + ".txt"), "w") as f:
             f.write("\n".join(stems) + "\n")
     with open(os.path.join(root, "classes.txt"), "w") as f:
-        f.write("\n".join(EDP_CLASSES) + "\n")
+        f.write("\n".join(classes) + "\n")
     return str(root)

@@ -28,6 +28,7 @@ import re
 import warnings
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from ..data.build import fewshot_split_dir, training_records
@@ -74,18 +75,6 @@ def seed_config(cfg, shots: int, seed: int):
     return out
 
 
-def checkpoint_classes(path: str) -> Optional[List[str]]:
-    """Class names saved in our checkpoint's ``extra`` (None for other formats)."""
-    if path.endswith(".pkl"):
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not ours (read_weights reports unreadable files with a clear error)
-        return None
-    names = ckpt.get("extra", {}).get("thing_classes") if isinstance(ckpt, dict) else None
-    return list(names) if names else None
-
-
 def load_with_surgery(cfg, metadata, model: torch.nn.Module, path: str):
     """Load ``path`` into ``model`` after class surgery to ``metadata``'s classes.
 
@@ -96,12 +85,14 @@ def load_with_surgery(cfg, metadata, model: torch.nn.Module, path: str):
         (LoadReport, SurgeryReport)
     """
     from ..checkpoint import convert, load_state, read_weights
+    from ..checkpoint.class_names import layout_class_names, saved_class_names
     from ..modeling.fewshot import class_surgery
 
     fmt, converted = convert(read_weights(path))
     state = {name: tensor for _, name, tensor in converted}
     classes = list(metadata.thing_classes)
-    new, report = class_surgery(state, type(unwrap(model)), checkpoint_classes(path), classes,
+    source_classes = saved_class_names(path) or layout_class_names(fmt, state)
+    new, report = class_surgery(state, type(unwrap(model)), source_classes, classes,
                                 list(metadata.get("novel_classes") or []), seed=cfg.FEWSHOT.SEED)
     source = f"{path} after class surgery to {len(classes)} classes"
     return load_state(model, new, source=source, format=fmt), report
@@ -193,14 +184,28 @@ def finetune_seed(cfg, resume: bool = False, overwrite: bool = False) -> Dict[st
                 sum(p.numel() for p in model.parameters() if p.requires_grad))
 
     def load(m, path):
-        loaded = load_with_surgery(cfg, metadata, m, path)
+        loaded, surgery = load_with_surgery(cfg, metadata, m, path)
         if cfg.FEWSHOT.FINETUNE.INIT_PROTOTYPES and is_support_conditioned(m):
             set_kshot_supports(cfg, m, records, metadata)
-        return loaded
+        elif cfg.FEWSHOT.FINETUNE.NOVEL_INIT == "imprint" and not is_support_conditioned(m):
+            if has_cosine_predictor(m):
+                imprint_kshot(cfg, m, records, metadata,
+                              imprint_targets(cfg, surgery, metadata))
+            else:  # a linear classifier or a one-stage model: nothing to imprint
+                logger.info("new class rows start as class surgery set them (imprinting "
+                            "needs MODEL.ROI_BOX_HEAD.PREDICTOR CosineSimOutputLayers)")
+        return loaded, surgery
 
+    source = None
+    if cfg.FEWSHOT.FINETUNE.CACHE_ROI_FEATURES and cached_finetune_applies(model):
+        from .roi_cache import CachedTrainingSource
+
+        logger.info("only the box predictor trains: fine-tuning on cached RoI features "
+                    "(FEWSHOT.FINETUNE.CACHE_ROI_FEATURES)")
+        source = CachedTrainingSource(cfg, model, records, metadata.thing_classes)
     metrics = _first_test_metrics(cfg, train(cfg, model, resume=resume, overwrite=overwrite,
                                              load_weights=load,
-                                             training_set=(records, metadata)))
+                                             training_set=(records, metadata), source=source))
     _write_results(cfg, metrics, "finetune")
     return metrics
 
@@ -220,27 +225,92 @@ def set_kshot_supports(cfg, model, records: Sequence[dict], metadata) -> List[in
     return set_ids
 
 
+def imprint_kshot(cfg, model, records: Sequence[dict], metadata,
+                  class_names: Sequence[str]) -> List[str]:
+    """Imprint the cosine rows of ``class_names`` from their K-shot boxes
+    (``modeling.fewshot.imprint``): each image at the test size, no training; returns
+    the names imprinted."""
+    from ..data.mapper import DatasetMapper
+    from ..data.transforms import transforms_from_config
+    from ..modeling.fewshot.imprint import cosine_predictor, gt_box_features, imprint_rows
+
+    cosine_predictor(unwrap(model))  # fail before reading any image
+    names = list(metadata.thing_classes)
+    ids = {names.index(n) + 1 for n in class_names}
+    mapper = DatasetMapper(transforms=transforms_from_config(cfg, is_train=False),
+                           image_format=cfg.INPUT.FORMAT,
+                           use_difficult=cfg.DATASETS.TRAIN_USE_DIFFICULT,
+                           keep_annotations=True)
+    rng = np.random.default_rng(0)  # the test transforms draw nothing
+    wanted = [r for r in records if any(a["category_id"] in ids for a in r["annotations"])]
+    examples: Dict[int, list] = {}
+    for start in range(0, len(wanted), 4):
+        batch = [mapper(r, rng) for r in wanted[start:start + 4]]
+        for k, feats in gt_box_features(unwrap(model), batch).items():
+            examples.setdefault(k, []).append(feats)
+    done = imprint_rows(unwrap(model), examples, sorted(ids))
+    imprinted = [names[k - 1] for k in done]
+    logger.info("imprinted the classifier rows of %s from %d K-shot boxes (no training)",
+                imprinted, sum(len(f) for k in done for f in examples[k]))
+    return imprinted
+
+
+def cached_finetune_applies(model) -> bool:
+    """RoI features can be cached: one process, a plain two-stage model (not
+    support-conditioned), and only its box predictor trains."""
+    from ..modeling import is_support_conditioned
+    from .comm import get_world_size
+    from .roi_cache import trains_only_the_predictor
+
+    m = unwrap(model)
+    return (get_world_size() == 1 and not is_support_conditioned(m)
+            and hasattr(m, "roi_heads") and hasattr(m, "proposal_generator")
+            and trains_only_the_predictor(m))
+
+
+def has_cosine_predictor(model) -> bool:
+    from ..modeling.fewshot.imprint import cosine_predictor
+
+    try:
+        cosine_predictor(unwrap(model))
+    except ValueError:
+        return False
+    return True
+
+
 def support_only_seed(cfg) -> Dict[str, float]:
-    """Evaluate MODEL.WEIGHTS with the novel classes given only as supports (the K-shot
-    split's instances, encoded once), without any training."""
+    """Evaluate MODEL.WEIGHTS with the new classes taken from the K-shot split without any
+    training: encoded as supports (support-conditioned models), or imprinted into the
+    cosine classifier (TFA models: the rows class surgery initialised)."""
     from ..modeling import build_model, is_support_conditioned
     from .train_loop import evaluate_model
 
     records, metadata = training_records(cfg)
     seed_all(cfg.SEED)
     model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
-    if not is_support_conditioned(model):
-        raise ValueError(f"support-only evaluation needs a model that takes supports "
-                         f"(MODEL.META_ARCHITECTURE SiameseRCNN), got "
-                         f"{cfg.MODEL.META_ARCHITECTURE}")
-    if cfg.MODEL.WEIGHTS:
-        load_with_surgery(cfg, metadata, model, cfg.MODEL.WEIGHTS)
-    set_kshot_supports(cfg, model, records, metadata)
+    surgery = load_with_surgery(cfg, metadata, model, cfg.MODEL.WEIGHTS)[1] \
+        if cfg.MODEL.WEIGHTS else None
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    model.save_prototypes(os.path.join(cfg.OUTPUT_DIR, "prototypes.pth"))
+    if is_support_conditioned(model):
+        set_kshot_supports(cfg, model, records, metadata)
+        model.save_prototypes(os.path.join(cfg.OUTPUT_DIR, "prototypes.pth"))
+    else:
+        imprint_kshot(cfg, model, records, metadata, imprint_targets(cfg, surgery, metadata))
+        torch.save({"model": model.state_dict(),
+                    "extra": {"thing_classes": list(metadata.thing_classes)}},
+                   os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
     metrics = _first_test_metrics(cfg, evaluate_model(cfg, model))
     _write_results(cfg, metrics, "support_only")
     return metrics
+
+
+def imprint_targets(cfg, surgery, metadata) -> List[str]:
+    """The classes whose rows are imprinted: with ``FEWSHOT.FINETUNE.IMPRINT_CLASSES``
+    "new", those class surgery initialised (novel, or absent from the checkpoint); with
+    "all", or when there was no surgery, every class."""
+    if cfg.FEWSHOT.FINETUNE.IMPRINT_CLASSES == "all" or surgery is None:
+        return list(metadata.thing_classes)
+    return list(surgery.initialised)
 
 
 # ------------------------------------------------------------------------ all seeds

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -224,10 +225,68 @@ def test_tfa_baseline_finetunes_only_the_predictor(edp, tmp_path, written_files)
     assert w.shape == (4, 32)  # background + pole, insulator, bird_nest (base had 2 classes)
     base_w = base["roi_heads.box_predictor.cls_score.weight"]
     assert not torch.equal(w[:2], base_w[:2])  # copied, then fine-tuned
-    # the support-only mode names what it needs
-    with pytest.raises(ValueError, match="takes supports"):
-        run_fewshot(load_config(config, ["OUTPUT_DIR", str(tmp_path / "x")]), 2, [0],
-                    support_only=True)
+    # the support-only mode names what it needs: supports, or a cosine classifier
+    with pytest.raises(ValueError, match="imprinting needs MODEL.ROI_BOX_HEAD.PREDICTOR "
+                                         "CosineSimOutputLayers .*got FastRCNNOutputLayers"):
+        run_fewshot(load_config(config, ["OUTPUT_DIR", str(tmp_path / "x"),
+                                         "MODEL.ROI_BOX_HEAD.PREDICTOR",
+                                         "FastRCNNOutputLayers"]), 2, [0], support_only=True)
+
+
+def _unit_mean(feats):
+    unit = feats / (feats.norm(dim=1, keepdim=True) + 1e-5)
+    mean = unit.mean(0)
+    return mean / mean.norm()
+
+
+def test_tfa_support_only_imprints_the_new_classes(edp, tmp_path):
+    from fewshot_det.data.mapper import DatasetMapper
+    from fewshot_det.data.transforms import transforms_from_config
+    from fewshot_det.modeling.fewshot.imprint import gt_box_features
+
+    config, base = write_config(tmp_path, edp, TFA, "imprint")
+    cfg = load_config(config, [])
+    summary = run_fewshot(cfg, 2, [0], support_only=True)
+    assert summary["mode"] == "support_only"
+    scfg = seed_config(cfg, 2, 0)
+    saved = torch.load(tmp_path / "imprint" / "seed0" / "model_final.pth", weights_only=True)
+    rows = saved["model"]["roi_heads.box_predictor.cls_score.weight"]
+    # pole (base) keeps the checkpoint's row; the novel rows are their K shots' direction
+    assert torch.equal(rows[1], base["roi_heads.box_predictor.cls_score.weight"][1])
+    records, metadata = training_records(scfg)
+    model = build_model(scfg)
+    load_weights(model, str(tmp_path / "imprint" / "seed0" / "model_final.pth"))
+    mapper = DatasetMapper(transforms=transforms_from_config(scfg, is_train=False),
+                           image_format="BGR", keep_annotations=True)
+    feats = gt_box_features(model, [mapper(r, np.random.default_rng(0)) for r in records])
+    for k, name in enumerate(metadata.thing_classes, start=1):
+        if name in ("insulator", "bird_nest"):
+            assert len(feats[k]) == 2  # 2 shots
+            direction = rows[k] / rows[k].norm()
+            torch.testing.assert_close(direction, _unit_mean(feats[k]), atol=1e-5, rtol=0)
+    # and the reported numbers are those of the saved model
+    again = evaluate_model(scfg, model, tag="check")[scfg.DATASETS.TEST[0]]
+    assert {k: again[k] for k in summary["per_seed"]["0"]} == summary["per_seed"]["0"]
+
+
+def test_tfa_finetune_starts_from_imprinted_rows_when_asked(edp, tmp_path, monkeypatch):
+    from fewshot_det.engine import fewshot
+
+    calls = []
+    real = fewshot.imprint_kshot
+    monkeypatch.setattr(fewshot, "imprint_kshot",
+                        lambda *a, **k: calls.append(sorted(a[4])) or real(*a, **k))
+    config, _ = write_config(tmp_path, edp, TFA, "init")
+    run_fewshot(load_config(config, ["SOLVER.MAX_ITER", "1"]), 2, [0])
+    assert calls == []  # the default: TFA's random rows
+    for which, expected in (("new", ["bird_nest", "insulator"]),
+                            ("all", ["bird_nest", "insulator", "pole"])):
+        calls.clear()
+        run_fewshot(load_config(config, ["SOLVER.MAX_ITER", "1", "OUTPUT_DIR",
+                                         str(tmp_path / which),
+                                         "FEWSHOT.FINETUNE.NOVEL_INIT", "imprint",
+                                         "FEWSHOT.FINETUNE.IMPRINT_CLASSES", which]), 2, [0])
+        assert calls == [expected]
 
 
 def test_resume_reads_finished_seeds_and_continues_the_interrupted_one(edp, tmp_path, caplog,

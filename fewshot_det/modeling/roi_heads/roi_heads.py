@@ -138,9 +138,13 @@ class StandardROIHeads(nn.Module):
 
     @torch.no_grad()
     def label_and_sample_proposals(self, proposals: List[Tensor],
-                                   targets: List[Dict[str, Tensor]]
+                                   targets: List[Dict[str, Tensor]],
+                                   num_samples: Optional[int] = None
                                    ) -> Tuple[List[Tensor], Tensor, Tensor]:
         """Sample RoIs per image and give them class labels and regression targets.
+
+        ``num_samples``: RoIs per image (default ``batch_size_per_image``; the RoI-feature
+        cache of ``engine.roi_cache`` keeps a larger pool to sample from).
 
         Returns:
             (per image sampled RoIs float [R_i, 4]; int64 [R] labels in 0..K;
@@ -155,7 +159,7 @@ class StandardROIHeads(nn.Module):
             if len(gt_boxes) and len(boxes):
                 matched = match_boxes(gt_boxes, boxes, self.matcher)
                 labels = torch.where(matched >= 0, gt_classes[matched.clamp(min=0)], labels)
-            idx, labels = sampled_indices(labels, self.batch_size_per_image,
+            idx, labels = sampled_indices(labels, num_samples or self.batch_size_per_image,
                                           self.positive_fraction)
             rois = boxes[idx]
             deltas = torch.zeros_like(rois)
