@@ -219,7 +219,21 @@ _C.INPUT.RANDOM_FLIP = 0.5
 _C.INPUT.FORMAT = "BGR"
 # Resize mode: "shortest_edge" (R-CNN) or "fixed_square" (YOLO-grid: INPUT.FIXED_SIZE).
 _C.INPUT.RESIZE_MODE = "shortest_edge"
+# How "shortest_edge" resizes (fewshot_det/data/transforms.py): "opencv" (fast),
+# "pil" (detectron2's resize, for its weights) or "torchvision" (GeneralizedRCNNTransform's,
+# for torchvision's weights: same input size and values, so the same detections).
+_C.INPUT.RESIZE_BACKEND = "opencv"
 _C.INPUT.FIXED_SIZE = 448
+# Training on full-resolution tiles (fewshot_det/data/transforms.py RandomTileCrop): each
+# training image is first cropped to a SIZE x SIZE window, as sliced inference
+# (TEST.SLICE) cuts large photos, then resized as usual. ON_OBJECT: probability that the
+# window holds a random GT box; boxes keeping less than MIN_VISIBLE of their area drop.
+# Not applied with INPUT.YOLO_AUG (it has its own crops).
+_C.INPUT.TILE_CROP = CN()
+_C.INPUT.TILE_CROP.ENABLED = False
+_C.INPUT.TILE_CROP.SIZE = 512
+_C.INPUT.TILE_CROP.MIN_VISIBLE = 0.5
+_C.INPUT.TILE_CROP.ON_OBJECT = 0.5
 
 # YOLO-style training augmentation (fewshot_det/data/yolo_transforms.py), used when
 # INPUT.RESIZE_MODE is "fixed_square"; the flip probability is INPUT.RANDOM_FLIP.
@@ -289,6 +303,10 @@ _C.SOLVER.WARMUP_METHOD = "linear"
 _C.SOLVER.CHECKPOINT_PERIOD = 5000
 # Keep only the newest this many periodic checkpoints (0 = keep all).
 _C.SOLVER.MAX_TO_KEEP = 3
+# A periodic checkpoint is written once the next iteration's loss is finite and at most
+# this many times the median of the recent losses; a larger loss means the weights are
+# blowing up, and resuming from them would diverge again (0 = only the finite check).
+_C.SOLVER.DIVERGENCE_FACTOR = 100.0
 # Log losses, lr and timings (metrics.jsonl, console) every this many iterations.
 _C.SOLVER.LOG_PERIOD = 20
 _C.SOLVER.CLIP_GRADIENTS = CN()
@@ -338,6 +356,26 @@ _C.TEST.BEST_METRIC = "AP50"
 _C.TEST.DETECTIONS_PER_IMAGE = 100
 # Score threshold of the precision/recall numbers of the evaluator.
 _C.TEST.PR_SCORE_THRESH = 0.5
+# Sliced inference for large images with small objects (fewshot_det/engine/slicing.py):
+# overlapping SIZE x SIZE tiles of the original image, each through the test resize,
+# merged per class; used by tools/eval.py --config, tools/demo.py, Predictor and the
+# evaluation during training.
+_C.TEST.SLICE = CN()
+_C.TEST.SLICE.ENABLED = False
+# Tile side in original-image pixels (an image no larger than a tile is not sliced).
+_C.TEST.SLICE.SIZE = 512
+# Fraction of a tile's side shared with the next tile: an object smaller than
+# OVERLAP * SIZE lies whole in some tile.
+_C.TEST.SLICE.OVERLAP = 0.25
+# Also run on the whole (resized) image, for objects larger than a tile.
+_C.TEST.SLICE.WHOLE_IMAGE = True
+# Tiles per forward pass.
+_C.TEST.SLICE.BATCH = 4
+# Merging across tiles, per class: a box absorbs lower-scored ones with IoU above
+# NMS_THRESH, or, when one of them was cut by a tile border, with intersection over the
+# smaller box above IOS_THRESH (the pieces of a cut object are joined into one box).
+_C.TEST.SLICE.NMS_THRESH = 0.5
+_C.TEST.SLICE.IOS_THRESH = 0.6
 
 # ---------------------------------------------------------------------------------------
 # Few-shot: class split, K-shot sets, base/novel phases, episodes, support crops, fine-tuning
@@ -391,6 +429,20 @@ _C.FEWSHOT.FINETUNE.TRAINABLE = []
 # split (all classes) and set the class prototypes from them, so fine-tuning starts from
 # the support-only detector (novel classes included) instead of empty prototypes.
 _C.FEWSHOT.FINETUNE.INIT_PROTOTYPES = True
+# Plain (TFA) models with a cosine classifier: how the rows of new classes start before
+# fine-tuning: "random" (TFA's randinit) or "imprint" (the mean normalised box-head
+# feature of their K-shot boxes; fewshot_det/modeling/fewshot/imprint.py). Imprinting is
+# what --support-only does without training; as a start for fine-tuning it measured
+# 4.5-7.5 nAP50 below random rows (BENCHMARKS.md, section 8), hence the default.
+_C.FEWSHOT.FINETUNE.NOVEL_INIT = "random"
+# Which rows imprinting sets: "new" (those class surgery initialised) or "all" (every
+# class, from its K shots: the base rows of a checkpoint trained with a linear classifier
+# are then cosine rows of the same kind as the new ones).
+_C.FEWSHOT.FINETUNE.IMPRINT_CLASSES = "new"
+# When only the box predictor trains (TFA), compute the box-head features of the K-shot
+# images' RoIs once (each training scale, and mirrored) and train the predictor on them:
+# a step is then a matrix product, not a forward pass (fewshot_det/engine/roi_cache.py).
+_C.FEWSHOT.FINETUNE.CACHE_ROI_FEATURES = True
 
 # ---------------------------------------------------------------------------------------
 # Misc

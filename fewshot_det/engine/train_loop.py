@@ -23,6 +23,7 @@ from .checkpoint import (Checkpointer, check_fresh_start, rng_state, set_rng_sta
                          unwrap)
 from .comm import all_gather_objects, get_world_size, is_main_process, reduce_mean
 from .crop_pretrain import pretrain_backbone_on_crops
+from .divergence import LossWatch
 from .ema import ModelEMA
 from .events import MetricsWriter, Progress
 from .inference import evaluate_and_save, inference_on_dataset
@@ -51,8 +52,7 @@ def check_finite(losses: Dict[str, torch.Tensor], iteration: int, batch: List[di
     terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(losses, values.tolist()))
     raise FloatingPointError(
         f"loss became non-finite at iteration {iteration}: {terms}; images in this batch: "
-        f"{ids}. Lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, or check these images' "
-        "boxes.")
+        f"{ids} (if the run was stable so far, check these images' boxes)")
 
 
 def amp_context(cfg, device: torch.device):
@@ -98,9 +98,12 @@ def evaluate_model(cfg, model, *, tag: str = "inference") -> Dict[str, Dict[str,
     """Evaluate on each of ``DATASETS.TEST``; writes ``OUTPUT_DIR/<tag>/<dataset>/``."""
     all_metrics = {}
     state = rng_state()  # evaluation must not shift the training run's random stream
+    from .slicing import sliced_if_configured
+
     for name in cfg.DATASETS.TEST:
         loader, records, metadata = build_test_loader_from_config(cfg, name)
-        results = inference_on_dataset(model, loader, metadata, desc=f"eval {name}")
+        results = inference_on_dataset(sliced_if_configured(cfg, model), loader, metadata,
+                                       desc=f"eval {name}")
         out_dir = os.path.join(cfg.OUTPUT_DIR, tag, dataset_dirname(name))
         all_metrics[name] = evaluate_and_save(records, metadata, results, out_dir,
                                               score_thresh=cfg.TEST.PR_SCORE_THRESH)
@@ -124,7 +127,8 @@ def _wrap_ddp(model):
 
 
 def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=None,
-          training_set=None, overwrite: bool = False) -> Dict[str, Dict[str, float]]:
+          training_set=None, overwrite: bool = False, source=None
+          ) -> Dict[str, Dict[str, float]]:
     """Train ``model`` as ``cfg`` says; returns the final evaluation (dataset -> metrics).
 
     Args:
@@ -138,6 +142,10 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=Non
             ``fewshot_det.checkpoint``); None = ``fewshot_det.checkpoint.load_weights``.
         training_set: (records, metadata) to train on, e.g. a K-shot split the caller
             already built; None = ``data.build.training_records(cfg)``, read here.
+        source: steps on something else than images, e.g. cached RoI features
+            (``engine.roi_cache.CachedTrainingSource``): ``source.batches(start_iter)``
+            gives the batches once the weights are loaded, ``source.module(batch)`` the
+            losses (its parameters are ``model``'s), ``source.thing_classes`` the names.
 
     Raises:
         OutputDirInUse: another run trains in OUTPUT_DIR (``engine.run_lock``; the lock
@@ -146,10 +154,10 @@ def train(cfg, model: torch.nn.Module, *, resume: bool = False, load_weights=Non
     """
     with RunLock(cfg.OUTPUT_DIR) if is_main_process() else nullcontext():
         return _train(cfg, model, resume=resume, load_weights=load_weights,
-                      training_set=training_set, overwrite=overwrite)
+                      training_set=training_set, overwrite=overwrite, source=source)
 
 
-def _train(cfg, model, *, resume, load_weights, training_set, overwrite):
+def _train(cfg, model, *, resume, load_weights, training_set, overwrite, source):
     device = model_device(model)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
@@ -169,22 +177,38 @@ def _train(cfg, model, *, resume, load_weights, training_set, overwrite):
     if start_iter == 0 and cfg.PRETRAIN.ITERS > 0:
         _crop_pretrain(cfg, model, ema, training_set)
     max_iter = cfg.SOLVER.MAX_ITER
-    train_model = _wrap_ddp(model)
-    loader, metadata = build_train_loader_from_config(cfg, start_iter=start_iter,
-                                                      training_set=training_set)
+    if source is None:
+        train_model = _wrap_ddp(model)
+        loader, metadata = build_train_loader_from_config(cfg, start_iter=start_iter,
+                                                          training_set=training_set)
+        data_iter, thing_classes = iter(loader), metadata.thing_classes
+    else:  # after the weights are loaded: the source may compute features from them
+        data_iter, thing_classes = source.batches(start_iter), source.thing_classes
+        train_model = source.module
     # thing_classes lets Predictor name classes; config is what --resume compares with
-    meta = {"thing_classes": list(metadata.thing_classes), "config": cfg.dump()}
+    meta = {"thing_classes": list(thing_classes), "config": cfg.dump()}
     writer = MetricsWriter(cfg.OUTPUT_DIR) if is_main_process() else None
     progress = Progress(start_iter, max_iter, enabled=is_main_process(),
                         period=cfg.SOLVER.LOG_PERIOD)
     logger.info("training from iteration %d to %d (seed %d)", start_iter, max_iter, cfg.SEED)
     train_model.train()
-    data_iter, t_end = iter(loader), time.perf_counter()
+    watch, problem = LossWatch(cfg.SOLVER.DIVERGENCE_FACTOR), None
+    t_end = time.perf_counter()
     for iteration in range(start_iter, max_iter):
         batch = next(data_iter)
         t_data = time.perf_counter()
-        stats = train_step(train_model, batch, optimizer, cfg=cfg, iteration=iteration,
-                           scaler=scaler)
+        try:
+            stats = train_step(train_model, batch, optimizer, cfg=cfg, iteration=iteration,
+                               scaler=scaler)
+        except FloatingPointError as e:
+            checkpointer.discard("the next loss is non-finite")
+            raise FloatingPointError(f"{e}; {checkpointer.divergence_advice()}") from None
+        problem = watch.problem(stats["total_loss"])
+        _settle_staged(checkpointer, problem, iteration, first=watch.streak == 1)
+        if watch.diverged():
+            raise FloatingPointError(
+                f"training diverged: for {watch.streak} iterations up to {iteration}, "
+                f"{problem}; {checkpointer.divergence_advice()}")
         scheduler.step()
         if ema is not None:
             ema.update(model)
@@ -196,11 +220,14 @@ def _train(cfg, model, *, resume, load_weights, training_set, overwrite):
             writer.write(iteration + 1, stats)
         done = iteration + 1
         if done % cfg.SOLVER.CHECKPOINT_PERIOD == 0 and done < max_iter:
-            checkpointer.save(f"model_{iteration:07d}", done, {"best": best, **meta},
-                              periodic=True)
+            checkpointer.stage(f"model_{iteration:07d}", done, {"best": best, **meta})
         if cfg.TEST.EVAL_PERIOD and done % cfg.TEST.EVAL_PERIOD == 0 and done < max_iter:
             best = _periodic_eval(cfg, model, ema, checkpointer, writer, done, best, meta)
     progress.close()
+    if start_iter < max_iter and problem is not None:  # no model_final from blown-up weights
+        raise FloatingPointError(
+            f"training diverged: at the last iteration {max_iter - 1}, {problem}; "
+            f"model_final is not written; {checkpointer.divergence_advice()}")
     checkpointer.save("model_final", max_iter, {"best": best, **meta})
     final = evaluate_model(cfg, model) if cfg.DATASETS.TEST else {}
     if ema is not None and cfg.DATASETS.TEST:
@@ -211,6 +238,20 @@ def _train(cfg, model, *, resume, load_weights, training_set, overwrite):
             writer.write(max_iter, _flatten(final))
         writer.close()
     return final
+
+
+def _settle_staged(checkpointer: Checkpointer, problem: Optional[str], iteration: int, *,
+                   first: bool) -> None:
+    """Write the checkpoint staged before ``iteration`` if its loss was sane, else drop it
+    (the weights it holds produced that loss); warn at the first exploded loss of a run
+    of them."""
+    if problem is None:
+        checkpointer.commit()
+        return
+    if first:
+        logger.warning("iteration %d: %s: the weights are blowing up; no checkpoint is "
+                       "written until the loss is sane again", iteration, problem)
+    checkpointer.discard(problem, quiet=True)
 
 
 def _flatten(all_metrics: Dict[str, Dict]) -> Dict[str, float]:

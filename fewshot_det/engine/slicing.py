@@ -1,0 +1,241 @@
+"""Sliced inference: a large photo as overlapping full-resolution tiles (``TEST.SLICE.*``).
+
+A 60-px defect in a 4000 x 3000 photo is 12 px once the photo is resized to an 800-px
+detector input, and 4 px at the quick start's 288 px: too small to find. Tiles cut at
+full resolution keep it at its size:
+
+    image [H, W] -> tiles of SIZE x SIZE, consecutive tiles sharing OVERLAP of a side
+    (the last row and column aligned with the image's edges)
+    -> each tile through the model's own test resize, in batches of BATCH
+    -> boxes shifted back to the image; optionally (WHOLE_IMAGE) plus the whole image,
+       resized as usual, for the objects larger than a tile
+    -> merged per class (``merge_detections``): duplicates of one object from
+       overlapping tiles are suppressed, and the pieces of an object cut by a tile border
+       are joined into one box
+
+Works for every meta-architecture: a model only sees images (tiles); a support-
+conditioned model keeps its supports. An image no larger than a tile is inferred as usual.
+
+Shape glossary: T tiles, D detections (all tiles together).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+from tqdm import tqdm
+
+from ..data.mapper import image_to_tensor
+from ..data.transforms import apply_transforms, transforms_from_config
+
+logger = logging.getLogger(__name__)
+
+# A box within this many pixels of a tile edge that is not an image edge was cut there.
+CUT_MARGIN = 2.0
+
+
+def tile_origins(length: int, size: int, overlap: float) -> List[int]:
+    """Start offsets of tiles of ``size`` covering [0, length): a stride of
+    size * (1 - overlap), the last tile ending at ``length``."""
+    if length <= size:
+        return [0]
+    stride = max(1, int(size * (1 - overlap)))
+    starts = list(range(0, length - size, stride))
+    return starts + [length - size]
+
+
+def tile_grid(height: int, width: int, size: int, overlap: float
+              ) -> List[Tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of every tile, row by row."""
+    return [(x, y, min(x + size, width), min(y + size, height))
+            for y in tile_origins(height, size, overlap)
+            for x in tile_origins(width, size, overlap)]
+
+
+def cut_by_tile(boxes: Tensor, tile: Tuple[int, int, int, int], height: int, width: int
+                ) -> Tensor:
+    """bool [D]: the box (image pixels) touches an edge of ``tile`` inside the image."""
+    x0, y0, x1, y1 = tile
+    m = CUT_MARGIN
+    return (((boxes[:, 0] <= x0 + m) & (x0 > 0)) | ((boxes[:, 1] <= y0 + m) & (y0 > 0))
+            | ((boxes[:, 2] >= x1 - m) & (x1 < width)) | ((boxes[:, 3] >= y1 - m) & (y1 < height)))
+
+
+def _pairwise(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
+    """(IoU [A, B], intersection over the smaller box [A, B])."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
+    union = area_a[:, None] + area_b[None] - inter
+    smaller = torch.min(area_a[:, None], area_b[None])
+    return inter / union.clamp(min=1e-9), inter / smaller.clamp(min=1e-9)
+
+
+def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, cut: Tensor, *,
+                     iou_thresh: float, ios_thresh: float, max_detections: int
+                     ) -> Dict[str, Tensor]:
+    """Per-class merge of the detections of all tiles.
+
+    Boxes no tile border cut are first reduced by plain per-class NMS (``iou_thresh``:
+    the same object seen whole by two tiles). Then, greedily in decreasing score order, a
+    box absorbs each lower-scored box of its class that overlaps it by IoU >
+    ``iou_thresh``, or, when either was cut by a tile border, by intersection over the
+    smaller > ``ios_thresh`` (a piece of the object). Absorbing a cut piece grows the box
+    to their union and the search repeats, so the pieces of an object cut by several tile
+    borders become one box.
+
+    Args:
+        boxes: float [D, 4] image pixels; scores [D]; labels int64 [D]; cut: bool [D].
+    Returns:
+        {"boxes" [D', 4], "scores" [D'], "labels" [D']}, best first, D' <= max_detections.
+    """
+    whole = torch.nonzero(~cut).squeeze(1)
+    kept_whole = whole[batched_nms(boxes[whole], scores[whole], labels[whole], iou_thresh)]
+    keep = torch.cat([kept_whole, torch.nonzero(cut).squeeze(1)])
+    boxes, scores, labels, cut = boxes[keep], scores[keep], labels[keep], cut[keep]
+    # Only boxes that meet a cut piece take part in the greedy merge (a Python loop);
+    # the others are final.
+    involved = cut | _meets(boxes, labels, cut, iou_thresh, ios_thresh)
+    merged = _greedy_merge(boxes[involved], scores[involved], labels[involved],
+                           cut[involved], iou_thresh, ios_thresh)
+    boxes = torch.cat([boxes[~involved], merged[0]])
+    scores = torch.cat([scores[~involved], merged[1]])
+    labels = torch.cat([labels[~involved], merged[2]])
+    order = torch.argsort(scores, descending=True, stable=True)[:max_detections]
+    return {"boxes": boxes[order], "scores": scores[order], "labels": labels[order]}
+
+
+def _meets(boxes, labels, cut, iou_thresh, ios_thresh, chunk: int = 4096) -> Tensor:
+    """bool [D]: the box overlaps a cut box of its class enough to merge with it."""
+    out = torch.zeros(len(boxes), dtype=torch.bool)
+    pieces = torch.nonzero(cut).squeeze(1)
+    if not len(pieces):
+        return out
+    for start in range(0, len(boxes), chunk):
+        rows = slice(start, start + chunk)
+        iou, ios = _pairwise(boxes[rows], boxes[pieces])
+        same = labels[rows, None] == labels[pieces][None]
+        out[rows] = (same & ((iou > iou_thresh) | (ios > ios_thresh))).any(1)
+    return out
+
+
+def _greedy_merge(boxes, scores, labels, cut, iou_thresh, ios_thresh):
+    """The greedy absorb-and-grow loop of ``merge_detections``; (boxes, scores, labels)."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    boxes, scores, labels, cut = boxes[order], scores[order], labels[order], cut[order]
+    alive = torch.ones(len(boxes), dtype=torch.bool)
+    kept, kept_boxes = [], []
+    for i in range(len(boxes)):
+        if not alive[i]:
+            continue
+        alive[i] = False
+        box, is_cut = boxes[i], bool(cut[i])
+        while True:
+            # after the NMS, whole boxes meet each other only through a cut piece
+            pool = alive & (labels == labels[i]) & (cut | is_cut)
+            cand = torch.nonzero(pool).squeeze(1)
+            if not len(cand):
+                break
+            iou, ios = _pairwise(box[None], boxes[cand])
+            absorb = (iou[0] > iou_thresh) | ((cut[cand] | is_cut) & (ios[0] > ios_thresh))
+            if not absorb.any():
+                break
+            taken = cand[absorb]
+            alive[taken] = False
+            parts = torch.cat([box[None], boxes[taken]])
+            box = torch.cat([parts[:, :2].min(0).values, parts[:, 2:].max(0).values])
+            is_cut = True
+        kept.append(i)
+        kept_boxes.append(box)
+    idx = torch.tensor(kept, dtype=torch.int64)
+    return (torch.stack(kept_boxes) if kept_boxes else boxes[:0], scores[idx], labels[idx])
+
+
+def run_on_images(model: nn.Module, transforms: Sequence, images: List[np.ndarray]
+                  ) -> List[Dict[str, Tensor]]:
+    """``model`` on H x W x 3 images, each resized by the test ``transforms`` first, in one
+    batch; per image its detections (on the CPU) in that image's pixels."""
+    items = []
+    for img in images:
+        resized, _ = apply_transforms(transforms, img, np.zeros((0, 4), np.float32),
+                                      np.random.default_rng(0))  # test transforms draw nothing
+        items.append({"image": image_to_tensor(resized), "height": img.shape[0],
+                      "width": img.shape[1]})
+    return [{k: v.cpu() for k, v in out.items()} for out in model(items)]
+
+
+class SlicedInference(nn.Module):
+    """Wraps a model in eval mode: ``sliced(batch)`` takes items whose ``image`` is the
+    ORIGINAL image (float [3, H, W] 0-255, as the data loader gives it with
+    ``TEST.SLICE.ENABLED``) and returns the model's output format, in original pixels.
+
+    Args:
+        model: any meta-architecture (eval mode; ``model(batch)`` -> detections).
+        transforms: the model's test transforms (``transforms_from_config``), per tile.
+        size, overlap, whole_image, batch_size, iou_thresh, ios_thresh: ``TEST.SLICE.*``.
+        max_detections: ``TEST.DETECTIONS_PER_IMAGE``.
+    """
+
+    def __init__(self, model: nn.Module, transforms: Sequence, *, size: int, overlap: float,
+                 whole_image: bool, batch_size: int, iou_thresh: float, ios_thresh: float,
+                 max_detections: int):
+        super().__init__()
+        self.model = model
+        self.transforms = list(transforms)
+        self.size, self.overlap, self.whole_image = size, overlap, whole_image
+        self.batch_size = batch_size
+        self.iou_thresh, self.ios_thresh = iou_thresh, ios_thresh
+        self.max_detections = max_detections
+
+    @classmethod
+    def from_config(cls, cfg, model: nn.Module) -> "SlicedInference":
+        s = cfg.TEST.SLICE
+        return cls(model, transforms_from_config(cfg, is_train=False), size=s.SIZE,
+                   overlap=s.OVERLAP, whole_image=s.WHOLE_IMAGE, batch_size=s.BATCH,
+                   iou_thresh=s.NMS_THRESH, ios_thresh=s.IOS_THRESH,
+                   max_detections=cfg.TEST.DETECTIONS_PER_IMAGE)
+
+    @torch.no_grad()
+    def forward(self, batch: List[dict]) -> List[Dict[str, Tensor]]:
+        return [self.detect(np.ascontiguousarray(item["image"].permute(1, 2, 0).cpu().numpy()))
+                for item in batch]
+
+    def _run(self, images: List[np.ndarray]) -> List[Dict[str, Tensor]]:
+        return run_on_images(self.model, self.transforms, images)
+
+    def detect(self, image: np.ndarray) -> Dict[str, Tensor]:
+        """Detections on one H x W x 3 image (0-255, INPUT.FORMAT order), its pixels."""
+        h, w = image.shape[:2]
+        if h <= self.size and w <= self.size:
+            return self._run([image])[0]
+        tiles = tile_grid(h, w, self.size, self.overlap)
+        parts = []
+        batches = range(0, len(tiles), self.batch_size)
+        for start in tqdm(batches, desc=f"tiles {w}x{h}", leave=False, mininterval=1.0,
+                          disable=not sys.stderr.isatty() or len(batches) < 4):
+            chunk = tiles[start:start + self.batch_size]
+            outs = self._run([image[y0:y1, x0:x1] for x0, y0, x1, y1 in chunk])
+            for (x0, y0, x1, y1), out in zip(chunk, outs):
+                boxes = out["boxes"] + torch.tensor([x0, y0, x0, y0], dtype=out["boxes"].dtype)
+                parts.append((boxes, out["scores"], out["labels"],
+                              cut_by_tile(boxes, (x0, y0, x1, y1), h, w)))
+        if self.whole_image:
+            out = self._run([image])[0]
+            parts.append((out["boxes"], out["scores"], out["labels"],
+                          torch.zeros(len(out["boxes"]), dtype=torch.bool)))
+        boxes, scores, labels, cut = (torch.cat(p) for p in zip(*parts))
+        return merge_detections(boxes.float(), scores, labels, cut,
+                                iou_thresh=self.iou_thresh, ios_thresh=self.ios_thresh,
+                                max_detections=self.max_detections)
+
+
+def sliced_if_configured(cfg, model: nn.Module) -> nn.Module:
+    """``model`` wrapped in ``SlicedInference`` when ``TEST.SLICE.ENABLED``, else itself."""
+    return SlicedInference.from_config(cfg, model) if cfg.TEST.SLICE.ENABLED else model
