@@ -59,14 +59,9 @@ def make_batch(cfg, device: str):
     import numpy as np
 
     from fewshot_det.data.mapper import image_to_tensor
-    from fewshot_det.data.transforms import apply_transforms, build_transforms
+    from fewshot_det.data.transforms import apply_transforms, transforms_from_config
 
-    i = cfg.INPUT
-    transforms = build_transforms(
-        is_train=False, resize_mode=i.RESIZE_MODE, min_size_train=i.MIN_SIZE_TRAIN,
-        max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,
-        min_size_test=i.MIN_SIZE_TEST, max_size_test=i.MAX_SIZE_TEST,
-        fixed_size=i.FIXED_SIZE, flip_prob=0.0)
+    transforms = transforms_from_config(cfg, is_train=False)
     h, w = ORIGINAL_HW
     image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     resized, _ = apply_transforms(transforms, image, np.zeros((0, 4), np.float32),
