@@ -1,4 +1,5 @@
-"""Install fewshot_det: `pip install -e .` (add `[test]` for the test suite)."""
+"""Install fewshot_det: `pip install -e .` (add `[export]` for ONNX export, `[test]` for the
+test suite)."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -37,7 +38,9 @@ setup(
         "tabulate>=0.8",
     ],
     extras_require={
-        "test": ["pytest>=7", "pycocotools>=2.0.6"],
+        # ONNX export and its runner; TorchScript export needs neither.
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],
+        "test": ["pytest>=7", "pycocotools>=2.0.6", "onnx>=1.14", "onnxruntime>=1.16"],
         "bench": ["faster-coco-eval>=1.5", "psutil>=5.9"],
     },
     include_package_data=True,
