@@ -29,6 +29,8 @@ class ImageParity:
     matched: int  # PyTorch's detections the export has, within the tolerances
     box_error: float  # of the matched: max |difference| / max(|PyTorch coordinate|, 1)
     score_error: float  # of the matched: max |difference|
+    # of the unmatched: the largest px distance to the nearest exported box of its label
+    unmatched_px: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -48,8 +50,10 @@ class ParityReport:
         for i in self.images:
             lines.append(f"  {i.shape[1]}x{i.shape[0]}: {i.reference} detections (PyTorch), "
                          f"{i.exported} (export), {i.matched} matched; box error "
-                         f"{i.box_error:.1e}, score error {i.score_error:.1e}: "
-                         f"{'ok' if i.ok else 'DIFFERENT'}")
+                         f"{i.box_error:.1e}, score error {i.score_error:.1e}"
+                         + (f"; the unmatched are {i.unmatched_px:.2g} px from the nearest "
+                            f"box of their class" if i.matched < i.reference else "")
+                         + f": {'ok' if i.ok else 'DIFFERENT'}")
         verdict = ("the export matches PyTorch" if self.ok else
                    "the export does NOT match PyTorch")
         return (f"{verdict} on {len(self.images)} image(s) (same label, boxes within "
@@ -67,7 +71,7 @@ def compare(reference: dict, exported: dict, shape: tuple) -> ImageParity:
     ref_scores, exp_scores = reference["scores"].double(), exported["scores"].double()
     ref_labels, exp_labels = reference["labels"].long(), exported["labels"].long()
     used = torch.zeros(len(exp_boxes), dtype=torch.bool)
-    box_error = score_error = 0.0
+    box_error = score_error = unmatched_px = 0.0
     for i in range(len(ref_boxes)):
         errors = ((exp_boxes - ref_boxes[i]).abs() / ref_boxes[i].abs().clamp(min=1)).amax(1)
         score_diff = (exp_scores - ref_scores[i]).abs()
@@ -78,8 +82,11 @@ def compare(reference: dict, exported: dict, shape: tuple) -> ImageParity:
             used[j] = True
             box_error = max(box_error, float(errors[j]))
             score_error = max(score_error, float(score_diff[j]))
+            continue
+        px = (exp_boxes - ref_boxes[i]).abs().amax(1)[exp_labels == ref_labels[i]]
+        unmatched_px = max(unmatched_px, float(px.min()) if len(px) else float("inf"))
     return ImageParity(tuple(shape), len(ref_boxes), len(exp_boxes), int(used.sum()),
-                       box_error, score_error)
+                       box_error, score_error, unmatched_px)
 
 
 def compare_predictors(reference, exported, images: List[np.ndarray]) -> ParityReport:

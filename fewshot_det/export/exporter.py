@@ -80,8 +80,8 @@ def export_model(model: nn.Module, cfg, path: str, fmt: str,
     meta = describe(graph, cfg, class_names)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
-        # The tracer warns at every shape it reads; export.ops makes those safe, and the
-        # export tests check the graph on other sizes.
+        # The tracer warns at every shape it reads (export.ops makes those safe, and the
+        # export tests check the graph on other sizes); PyTorch marks TorchScript deprecated.
         warnings.simplefilter("ignore")
         if fmt == "onnx":
             _export_onnx(graph, inputs, meta, path)
