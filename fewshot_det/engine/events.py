@@ -44,12 +44,19 @@ class MetricsWriter:
             self._tb.close()
 
 
+# Iterations timed before the expected duration is logged; the first one is left out
+# (it allocates, and starts the data workers).
+ESTIMATE_AFTER = 10
+
+
 class Progress:
-    """tqdm bar over iterations [start, max_iter) plus a log line every ``period``."""
+    """tqdm bar over iterations [start, max_iter) plus a log line every ``period``, and
+    once, after ``ESTIMATE_AFTER`` iterations, the run's expected duration."""
 
     def __init__(self, start: int, max_iter: int, *, enabled: bool, period: int = 20):
         self.start, self.max_iter, self.period = start, max_iter, period
         self.enabled = enabled
+        self._t1: Optional[float] = None  # end of the first iteration
         # The bar only on a terminal; logs and CI get the periodic line (with ETA) instead.
         self._bar = tqdm(total=max_iter, initial=start, dynamic_ncols=True,
                          disable=not (enabled and sys.stderr.isatty()),
@@ -64,6 +71,10 @@ class Progress:
                               {"lr": f"{stats['lr']:.2e}", "s/it": f"{stats['time']:.2f}",
                                "data": f"{stats['data_time']:.2f}"}, refresh=False)
         done = iteration + 1 - self.start
+        if done == 1:
+            self._t1 = time.perf_counter()
+        elif done == ESTIMATE_AFTER + 1 and self.enabled and self.max_iter > iteration + 1:
+            self._log_expected_duration(done - 1, iteration)
         if not self.enabled or (iteration + 1) % self.period and iteration + 1 != self.max_iter:
             return None
         elapsed = time.perf_counter() - self._t0
@@ -74,6 +85,14 @@ class Progress:
                 f"  data {stats['data_time']:.3f} s")
         logger.info(line)
         return line
+
+    def _log_expected_duration(self, timed: int, iteration: int) -> None:
+        per_it = (time.perf_counter() - self._t1) / timed
+        left = per_it * (self.max_iter - iteration - 1)
+        finish = time.strftime("%H:%M", time.localtime(time.time() + left))
+        logger.info("expected duration: %s more for iterations %d-%d at %.2f s/it (timed over "
+                    "%d iterations; evaluation not included), done about %s", _hms(left),
+                    iteration + 2, self.max_iter, per_it, timed, finish)
 
     def close(self) -> None:
         self._bar.close()

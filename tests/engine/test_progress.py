@@ -1,0 +1,29 @@
+"""The training progress log: the expected duration once, early; the periodic ETA line."""
+import logging
+
+from fewshot_det.engine.events import ESTIMATE_AFTER, Progress
+
+STATS = {"loss_cls": 0.5, "total_loss": 0.5, "lr": 0.01, "time": 0.1, "data_time": 0.0}
+
+
+def run(start, max_iter, caplog):
+    caplog.set_level(logging.INFO, logger="fewshot_det.engine.events")
+    progress = Progress(start, max_iter, enabled=True, period=20)
+    for it in range(start, max_iter):
+        progress.update(it, STATS)
+    progress.close()
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_expected_duration_is_logged_once_after_the_first_iterations(caplog):
+    lines = run(100, 160, caplog)
+    expected = [m for m in lines if m.startswith("expected duration:")]
+    assert len(expected) == 1
+    first = 100 + ESTIMATE_AFTER + 2  # 1 untimed + ESTIMATE_AFTER timed, then the rest
+    assert f"for iterations {first}-160" in expected[0]
+    assert f"timed over {ESTIMATE_AFTER} iterations" in expected[0]
+    assert sum(m.startswith("iter ") for m in lines) == 3  # 120, 140, 160
+
+
+def test_no_estimate_when_the_run_ends_first(caplog):
+    assert not [m for m in run(0, ESTIMATE_AFTER + 1, caplog) if "expected" in m]
