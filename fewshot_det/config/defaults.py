@@ -282,6 +282,11 @@ _C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
 _C.SOLVER = CN()
 _C.SOLVER.IMS_PER_BATCH = 16
 _C.SOLVER.BASE_LR = 0.02
+# "SGD" (with MOMENTUM) or "AdamW" (betas (MOMENTUM, 0.999); WEIGHT_DECAY is then
+# decoupled: each step shrinks the weights by lr x WEIGHT_DECAY). From random
+# initialisation AdamW learns far faster per step (BENCHMARKS.md, quick start); from
+# pretrained weights SGD is the detectron2 recipe every published schedule assumes.
+_C.SOLVER.OPTIMIZER = "SGD"
 _C.SOLVER.MOMENTUM = 0.9
 # Per-parameter learning-rate factors: [[regex, factor], ...]; a parameter takes BASE_LR x
 # the factor of the first regex that matches its name (e.g. [["^backbone\\.", 0.1]]).
@@ -339,7 +344,9 @@ _C.PRETRAIN.BATCH_SIZE = 64
 # Crop side in pixels, and the margin around each box as a fraction of its longer side.
 _C.PRETRAIN.SIZE = 64
 _C.PRETRAIN.CONTEXT = 0.15
-# Peak learning rate (SGD, momentum 0.9, SOLVER.WEIGHT_DECAY; linear warm-up, cosine decay).
+# "SGD" (momentum 0.9) or "AdamW" (betas (0.9, 0.999)), with SOLVER.WEIGHT_DECAY, and its
+# peak learning rate (linear warm-up, cosine decay).
+_C.PRETRAIN.OPTIMIZER = "SGD"
 _C.PRETRAIN.BASE_LR = 0.05
 # At most this many boxes are cut (a random subset of larger sets; memory: M x 80 x 80 x 3).
 _C.PRETRAIN.MAX_CROPS = 20000

@@ -90,6 +90,8 @@ def _check_solver(cfg: CfgNode) -> None:
     _require(s.MAX_ITER > 0, f"SOLVER.MAX_ITER must be > 0, got {s.MAX_ITER}")
     _require(s.IMS_PER_BATCH > 0, f"SOLVER.IMS_PER_BATCH must be > 0, got {s.IMS_PER_BATCH}")
     _require(s.BASE_LR > 0, f"SOLVER.BASE_LR must be > 0, got {s.BASE_LR}")
+    _require(s.OPTIMIZER in ("SGD", "AdamW"),
+             f"SOLVER.OPTIMIZER must be SGD or AdamW, got {s.OPTIMIZER!r}")
     _require(s.LR_SCHEDULER_NAME in ("WarmupMultiStepLR", "WarmupCosineLR"),
              f"SOLVER.LR_SCHEDULER_NAME must be WarmupMultiStepLR or WarmupCosineLR, "
              f"got {s.LR_SCHEDULER_NAME!r}")

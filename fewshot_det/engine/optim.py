@@ -9,6 +9,11 @@ from fvcore.common.param_scheduler import (CompositeParamScheduler, ConstantPara
                                            CosineParamScheduler, LinearParamScheduler,
                                            MultiStepParamScheduler, ParamScheduler)
 
+OPTIMIZERS = ("SGD", "AdamW")
+# Per optimizer, the group keys the config sets (a resumed run takes them from the config).
+_CONFIG_KEYS = {torch.optim.SGD: ("weight_decay", "momentum"),
+                torch.optim.AdamW: ("weight_decay", "betas")}
+
 _NORM_TYPES = (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm,
                torch.nn.SyncBatchNorm)
 
@@ -44,7 +49,11 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay=s.WEIGHT_DECAY,
                           weight_decay_norm=s.WEIGHT_DECAY_NORM, base_lr=s.BASE_LR,
                           lr_factors=factors)
-    return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM)
+    if s.OPTIMIZER == "SGD":
+        return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM)
+    if s.OPTIMIZER == "AdamW":
+        return torch.optim.AdamW(groups, lr=s.BASE_LR, betas=(s.MOMENTUM, 0.999))
+    raise ValueError(f"SOLVER.OPTIMIZER must be one of {OPTIMIZERS}, got {s.OPTIMIZER!r}")
 
 
 def warmup_schedule(main: ParamScheduler, *, warmup_iters: int, warmup_factor: float,
@@ -79,8 +88,10 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
 
 def config_hyperparameters(optimizer, scheduler: LRMultiplier) -> List[dict]:
     """Per group, the hyper-parameters the config gave it (``initial_lr``: base lr x its
-    factor, ``weight_decay``, ``momentum``); take them before loading a saved state."""
-    return [{"initial_lr": base, "weight_decay": g["weight_decay"], "momentum": g["momentum"]}
+    factor, ``weight_decay``, and ``momentum`` or AdamW's ``betas``); take them before
+    loading a saved state."""
+    keys = _CONFIG_KEYS.get(type(optimizer), ("weight_decay",))
+    return [dict({"initial_lr": base}, **{k: g[k] for k in keys})
             for g, base in zip(optimizer.param_groups, scheduler.base_lrs)]
 
 

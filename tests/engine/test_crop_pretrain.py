@@ -88,3 +88,21 @@ def test_bad_settings_name_the_key(voc_spec, tmp_path):
     cfg = cfg_for(voc_spec, tmp_path, "PRETRAIN.BATCH_SIZE", "1")
     with pytest.raises(ValueError, match="PRETRAIN.BATCH_SIZE"):
         pretrain_backbone_on_crops(cfg, build_model(cfg), [])
+
+
+def test_adamw_pretraining_is_its_own_deterministic_update(voc_spec, tmp_path):
+    def resnet_after(*opts):
+        cfg = cfg_for(voc_spec, tmp_path, *opts)
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        pretrain_backbone_on_crops(cfg, model, training_records(cfg)[0])
+        return model.backbone.body.state_dict()
+
+    adam = resnet_after("PRETRAIN.OPTIMIZER", "AdamW", "PRETRAIN.BASE_LR", "0.001")
+    again = resnet_after("PRETRAIN.OPTIMIZER", "AdamW", "PRETRAIN.BASE_LR", "0.001")
+    sgd = resnet_after()
+    assert all(torch.equal(v, again[k]) for k, v in adam.items())
+    assert not torch.equal(adam["conv1.weight"], sgd["conv1.weight"])
+    with pytest.raises(ValueError, match="PRETRAIN.OPTIMIZER must be SGD or AdamW, got 'adam'"):
+        cfg = cfg_for(voc_spec, tmp_path, "PRETRAIN.OPTIMIZER", "adam")
+        pretrain_backbone_on_crops(cfg, build_model(cfg), [])

@@ -34,3 +34,34 @@ def test_no_factors_is_one_learning_rate_and_bad_factors_are_errors():
     assert {g["lr"] for g in opt.param_groups} == {0.1}
     with pytest.raises(ValueError, match="SOLVER.LR_FACTORS"):
         build_optimizer(_cfg("SOLVER.LR_FACTORS", '[["^backbone", "fast"]]'), TwoPart())
+
+
+def test_adamw_takes_momentum_as_beta1_and_the_config_wins_on_resume():
+    from fewshot_det.engine.optim import (apply_hyperparameters, build_lr_scheduler,
+                                          config_hyperparameters)
+
+    cfg = _cfg("SOLVER.OPTIMIZER", "AdamW", "SOLVER.MOMENTUM", "0.8", "SOLVER.MAX_ITER", "10",
+               "SOLVER.STEPS", "(5,)", "SOLVER.WARMUP_ITERS", "0")
+    opt = build_optimizer(cfg, TwoPart())
+    assert isinstance(opt, torch.optim.AdamW)
+    assert {g["betas"] for g in opt.param_groups} == {(0.8, 0.999)}
+    assert sorted(g["weight_decay"] for g in opt.param_groups) == [1e-4, 0.5]
+    sched = build_lr_scheduler(cfg, opt)
+    wanted = config_hyperparameters(opt, sched)
+    assert "momentum" not in wanted[0] and wanted[0]["betas"] == (0.8, 0.999)
+    for g in opt.param_groups:  # as a state saved with other values would leave them
+        g.update(betas=(0.5, 0.9), weight_decay=3.0, lr=7.0)
+    apply_hyperparameters(opt, sched, wanted)
+    assert {g["betas"] for g in opt.param_groups} == {(0.8, 0.999)}
+    assert sorted(g["weight_decay"] for g in opt.param_groups) == [1e-4, 0.5]
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.1])
+
+
+def test_an_unknown_optimizer_is_a_config_error():
+    from fewshot_det.config.validate import validate_cfg
+
+    cfg = _cfg("SOLVER.OPTIMIZER", "Adam")
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER must be SGD or AdamW, got 'Adam'"):
+        validate_cfg(cfg)
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER"):
+        build_optimizer(cfg, TwoPart())
