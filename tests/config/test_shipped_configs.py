@@ -95,3 +95,28 @@ def test_shipped_model_builds_and_runs_inference(paths):
     if d:
         assert 1 <= int(out["labels"].min()) and int(out["labels"].max()) <= num_classes(cfg)
         assert float(out["boxes"].min()) >= 0 and float(out["boxes"].max()) <= size
+
+
+# The few-shot benchmark (BENCHMARKS.md, sections 5 and 6) was measured with these solvers:
+# a change of the quick starts they inherit from must not change them silently.
+MEASURED_SOLVERS = {
+    "configs/quickstart/fewshot_tfa_base_shapes.yaml":
+        {"SOLVER.OPTIMIZER": "SGD", "SOLVER.BASE_LR": 0.02, "SOLVER.WEIGHT_DECAY": 1e-4,
+         "SOLVER.MAX_ITER": 2700, "PRETRAIN.ITERS": 0},
+    "configs/quickstart/fewshot_siamese_base_shapes.yaml":
+        {"SOLVER.OPTIMIZER": "SGD", "SOLVER.BASE_LR": 0.02, "SOLVER.WEIGHT_DECAY": 1e-4,
+         "SOLVER.MAX_ITER": 1000, "PRETRAIN.ITERS": 0},
+    "configs/quickstart/yolo_fewshot_base_shapes.yaml":
+        {"SOLVER.OPTIMIZER": "SGD", "SOLVER.BASE_LR": 0.02, "SOLVER.WEIGHT_DECAY": 1e-4,
+         "SOLVER.MAX_ITER": 2700, "PRETRAIN.ITERS": 400, "PRETRAIN.OPTIMIZER": "SGD",
+         "PRETRAIN.SIZE": 64, "PRETRAIN.BASE_LR": 0.05},
+}
+
+
+@pytest.mark.parametrize("path", sorted(MEASURED_SOLVERS))
+def test_fewshot_base_configs_keep_the_measured_solver(path):
+    cfg = offline_cfg(os.path.join(ROOT, path))
+    for key, value in MEASURED_SOLVERS[path].items():
+        section, name = key.split(".")
+        got = getattr(cfg[section], name)
+        assert got == (value if isinstance(value, str) else pytest.approx(value)), key

@@ -22,7 +22,8 @@ def tiny_overrides(spec, out):
             "MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN",
             "96", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "96",
             "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "1",
-            "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.LOG_PERIOD", "1",
+            "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.LOG_PERIOD", "1", "TEST.EVAL_PERIOD", "0",
+            "PRETRAIN.ITERS", "2", "PRETRAIN.BATCH_SIZE", "4", "PRETRAIN.SIZE", "32",
             "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(out)]
 
 
