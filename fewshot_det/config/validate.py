@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .config import CfgNode, ConfigError
 
+# SOLVER.OPTIMIZER and PRETRAIN.OPTIMIZER values (engine/optim.py builds them).
+OPTIMIZERS = ("SGD", "AdamW")
 _RESNET_DEPTHS = (18, 34, 50, 101)
 _STAGES = ("res2", "res3", "res4", "res5")
 # Where a meta-architecture reads its class count K (others: MODEL.ROI_HEADS.NUM_CLASSES).
@@ -90,8 +92,8 @@ def _check_solver(cfg: CfgNode) -> None:
     _require(s.MAX_ITER > 0, f"SOLVER.MAX_ITER must be > 0, got {s.MAX_ITER}")
     _require(s.IMS_PER_BATCH > 0, f"SOLVER.IMS_PER_BATCH must be > 0, got {s.IMS_PER_BATCH}")
     _require(s.BASE_LR > 0, f"SOLVER.BASE_LR must be > 0, got {s.BASE_LR}")
-    _require(s.OPTIMIZER in ("SGD", "AdamW"),
-             f"SOLVER.OPTIMIZER must be SGD or AdamW, got {s.OPTIMIZER!r}")
+    _require(s.OPTIMIZER in OPTIMIZERS,
+             f"SOLVER.OPTIMIZER must be {' or '.join(OPTIMIZERS)}, got {s.OPTIMIZER!r}")
     _require(s.LR_SCHEDULER_NAME in ("WarmupMultiStepLR", "WarmupCosineLR"),
              f"SOLVER.LR_SCHEDULER_NAME must be WarmupMultiStepLR or WarmupCosineLR, "
              f"got {s.LR_SCHEDULER_NAME!r}")

@@ -25,10 +25,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config.validate import OPTIMIZERS
 from ..data.episodes import crop_support
 from ..data.mapper import read_image
 from ..modeling.backbone.resnet import ResNet
 from . import comm
+from .optim import make_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +102,9 @@ def _check(c) -> None:
     for key, low in (("ITERS", 0), ("BATCH_SIZE", 2), ("SIZE", 16), ("MAX_CROPS", 1)):
         if getattr(c, key) < low:
             raise ValueError(f"PRETRAIN.{key} must be >= {low}, got {getattr(c, key)}")
-    if c.OPTIMIZER not in ("SGD", "AdamW"):
-        raise ValueError(f"PRETRAIN.OPTIMIZER must be SGD or AdamW, got {c.OPTIMIZER!r}")
+    if c.OPTIMIZER not in OPTIMIZERS:
+        raise ValueError(f"PRETRAIN.OPTIMIZER must be {' or '.join(OPTIMIZERS)}, "
+                         f"got {c.OPTIMIZER!r}")
     if not c.BASE_LR > 0 or c.CONTEXT < 0:
         raise ValueError(f"PRETRAIN.BASE_LR must be > 0 and PRETRAIN.CONTEXT >= 0, "
                          f"got {c.BASE_LR} and {c.CONTEXT}")
@@ -132,11 +135,8 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
         head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.01)
         head.bias.zero_()
     params = [p for p in resnet.parameters() if p.requires_grad] + list(head.parameters())
-    if c.OPTIMIZER == "AdamW":
-        optimizer = torch.optim.AdamW(params, lr=c.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
-    else:
-        optimizer = torch.optim.SGD(params, lr=c.BASE_LR, momentum=0.9,
-                                    weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    optimizer = make_optimizer(c.OPTIMIZER, params, lr=c.BASE_LR, momentum=0.9,
+                               weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(1, -1, 1, 1)
     std = torch.tensor(cfg.MODEL.PIXEL_STD, device=device).view(1, -1, 1, 1)
     memory_format = torch.channels_last if cfg.MODEL.BACKBONE.CHANNELS_LAST \

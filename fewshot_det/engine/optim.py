@@ -9,7 +9,8 @@ from fvcore.common.param_scheduler import (CompositeParamScheduler, ConstantPara
                                            CosineParamScheduler, LinearParamScheduler,
                                            MultiStepParamScheduler, ParamScheduler)
 
-OPTIMIZERS = ("SGD", "AdamW")
+from ..config.validate import OPTIMIZERS
+
 # Per optimizer, the group keys the config sets (a resumed run takes them from the config).
 _CONFIG_KEYS = {torch.optim.SGD: ("weight_decay", "momentum"),
                 torch.optim.AdamW: ("weight_decay", "betas")}
@@ -49,11 +50,20 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay=s.WEIGHT_DECAY,
                           weight_decay_norm=s.WEIGHT_DECAY_NORM, base_lr=s.BASE_LR,
                           lr_factors=factors)
-    if s.OPTIMIZER == "SGD":
-        return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM)
-    if s.OPTIMIZER == "AdamW":
-        return torch.optim.AdamW(groups, lr=s.BASE_LR, betas=(s.MOMENTUM, 0.999))
-    raise ValueError(f"SOLVER.OPTIMIZER must be one of {OPTIMIZERS}, got {s.OPTIMIZER!r}")
+    return make_optimizer(s.OPTIMIZER, groups, lr=s.BASE_LR, momentum=s.MOMENTUM,
+                          key="SOLVER.OPTIMIZER")
+
+
+def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float = 0.0,
+                   key: str = "optimizer") -> torch.optim.Optimizer:
+    """SGD with ``momentum``, or AdamW with betas (``momentum``, 0.999); ``weight_decay`` for
+    groups that set none. ``key`` names the config key in the error for an unknown name."""
+    if name == "SGD":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "AdamW":
+        return torch.optim.AdamW(params, lr=lr, betas=(momentum, 0.999),
+                                 weight_decay=weight_decay)
+    raise ValueError(f"{key} must be {' or '.join(OPTIMIZERS)}, got {name!r}")
 
 
 def warmup_schedule(main: ParamScheduler, *, warmup_iters: int, warmup_factor: float,
