@@ -350,6 +350,9 @@ _C.PRETRAIN.OPTIMIZER = "SGD"
 _C.PRETRAIN.BASE_LR = 0.05
 # At most this many boxes are cut (a random subset of larger sets; memory: M x 80 x 80 x 3).
 _C.PRETRAIN.MAX_CROPS = 20000
+# Faster R-CNN only: also train the FPN and the box head's classifier on the crops (each
+# crop's own box is its one RoI), so detection training starts with a working classifier.
+_C.PRETRAIN.HEADS = False
 
 # ---------------------------------------------------------------------------------------
 # Test

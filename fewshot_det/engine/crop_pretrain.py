@@ -8,6 +8,12 @@ processes a 256-px detection image, so a minute or two of classifying the *train
 class-discriminative features, and the detection stage that follows mostly has to learn to
 localise. The classifier layer is thrown away afterwards.
 
+With ``PRETRAIN.HEADS`` (R-CNN models), each crop is also treated as a one-object image:
+the FPN, RoIAlign of the crop's box and the box head's (K+1)-way classifier learn the
+classes too. Why: the ResNet alone is not the detector's classifier; from random FPN and
+box-head weights the detection stage still spends hundreds of iterations learning to pass
+what the ResNet knows to the class logits, and that is learnt here at the crops' price.
+
 Runs when ``PRETRAIN.ITERS`` > 0 and training starts at iteration 0
 (never on ``--resume`` from a checkpoint: the checkpoint already holds its effect).
 
@@ -52,6 +58,7 @@ class CropBank:
 
     Attributes:
         crops: uint8 [M, side, side, 3] in the records' channel order.
+        boxes: float32 [M, 4] XYXY, the object's box in its crop.
         labels: int64 [M] in 0..K-1 (index into ``classes``).
         classes: the dataset category ids (1-based) present, sorted.
     """
@@ -67,28 +74,41 @@ class CropBank:
             boxes = [boxes[k] for k in sorted(keep)]
         self.classes = sorted({a["category_id"] for _, a in boxes})
         index = {c: k for k, c in enumerate(self.classes)}
-        crops, labels, cached = [], [], (None, None)
+        crops, crop_boxes, labels, cached = [], [], [], (None, None)
         for i, ann in boxes:  # grouped by image: each image is read once
             if cached[0] != i:
                 cached = (i, read_image(records[i]["file_name"], image_format))
-            crops.append(crop_support(cached[1], ann["bbox"], side, context)[0])
+            crop, box = crop_support(cached[1], ann["bbox"], side, context)
+            crops.append(crop)
+            crop_boxes.append(box)
             labels.append(index[ann["category_id"]])
         self.crops = np.stack(crops)
+        self.boxes = np.stack(crop_boxes).astype(np.float32)
         self.labels = np.asarray(labels, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def sample(self, rng: np.random.Generator, batch: int, size: int):
-        """(uint8 [B, S, S, 3], int64 [B]): random crops, random S-px window, random flip."""
+        """Random crops, each a random S-px window of its crop, randomly flipped.
+
+        Returns:
+            (uint8 [B, S, S, 3], float32 [B, 4] the objects' boxes in the windows, clipped;
+             int64 [B] labels)
+        """
         idx = rng.integers(0, len(self), batch)
         margin = self.crops.shape[1] - size
         out = np.empty((batch, size, size, 3), np.uint8)
+        boxes = np.empty((batch, 4), np.float32)
         for b, k in enumerate(idx):
             y, x = rng.integers(0, margin + 1, 2)
             crop = self.crops[k, y:y + size, x:x + size]
-            out[b] = crop[:, ::-1] if rng.random() < 0.5 else crop
-        return out, self.labels[idx]
+            box = np.clip(self.boxes[k] - np.array([x, y, x, y], np.float32), 0, size)
+            if rng.random() < 0.5:
+                crop, box = crop[:, ::-1], np.array([size - box[2], box[1], size - box[0],
+                                                     box[3]], np.float32)
+            out[b], boxes[b] = crop, box
+        return out, boxes, self.labels[idx]
 
 
 def _lr(base: float, it: int, total: int) -> float:
@@ -96,6 +116,22 @@ def _lr(base: float, it: int, total: int) -> float:
     if it < warmup:
         return base * (it + 1) / warmup
     return base * 0.5 * (1 + math.cos(math.pi * (it - warmup) / max(1, total - warmup)))
+
+
+def _detector_heads(model: nn.Module):
+    """(FPN, ROI heads) of a Faster R-CNN for ``PRETRAIN.HEADS``, or a one-line error."""
+    backbone, heads = getattr(model, "backbone", None), getattr(model, "roi_heads", None)
+    if type(model).__name__ != "GeneralizedRCNN" or not hasattr(backbone, "from_bottom_up"):
+        raise ValueError("PRETRAIN.HEADS True needs MODEL.META_ARCHITECTURE GeneralizedRCNN "
+                         f"with an FPN backbone, got {type(model).__name__} with "
+                         f"{type(backbone).__name__}")
+    return backbone, heads
+
+
+def _head_parameters(backbone: nn.Module, heads: nn.Module) -> List[nn.Parameter]:
+    """FPN, box head and box classifier parameters (the RPN and box regressor see no crops)."""
+    modules = [backbone.fpn, heads.box_head, heads.box_predictor]
+    return [p for m in modules for p in m.parameters() if p.requires_grad]
 
 
 def _check(c) -> None:
@@ -113,6 +149,8 @@ def _check(c) -> None:
 def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -> Dict[str, float]:
     """Train the model's ResNet (+ a throw-away linear layer) to classify training-box crops.
 
+    With ``PRETRAIN.HEADS`` the FPN and the box head's classifier train on the crops too.
+
     Args:
         cfg: the run's config (``PRETRAIN.*``, ``MODEL.PIXEL_MEAN/STD``, ``INPUT.FORMAT``,
             ``SOLVER.WEIGHT_DECAY``, ``SEED``).
@@ -125,6 +163,7 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
     _check(c)
     start = time.perf_counter()
     resnet = find_resnet(model)
+    detector = _detector_heads(model) if c.HEADS else None
     device = next(resnet.parameters()).device
     bank = CropBank(records, int(round(c.SIZE * _JITTER)), c.CONTEXT, cfg.INPUT.FORMAT,
                     c.MAX_CROPS, cfg.SEED)
@@ -135,6 +174,8 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
         head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.01)
         head.bias.zero_()
     params = [p for p in resnet.parameters() if p.requires_grad] + list(head.parameters())
+    if detector is not None:
+        params += _head_parameters(*detector)
     optimizer = make_optimizer(c.OPTIMIZER, params, lr=c.BASE_LR, momentum=0.9,
                                weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(1, -1, 1, 1)
@@ -142,19 +183,27 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
     memory_format = torch.channels_last if cfg.MODEL.BACKBONE.CHANNELS_LAST \
         else torch.contiguous_format
     rng = np.random.default_rng([cfg.SEED, 7])
-    was_training = resnet.training
-    resnet.train()
+    was_training = model.training
+    model.train()
+    # Detector labels are the dataset category ids (1..K; 0 is background).
+    category = torch.tensor(bank.classes, device=device)
     logger.info("crop pre-training: %d iterations of %d crops (%d px) from %d boxes of %d "
-                "classes", c.ITERS, c.BATCH_SIZE, c.SIZE, len(bank), len(bank.classes))
+                "classes%s", c.ITERS, c.BATCH_SIZE, c.SIZE, len(bank), len(bank.classes),
+                ", with the FPN and box classifier" if detector else "")
     tail: List[float] = []
     loss = torch.zeros(())
     for it in range(c.ITERS):
-        crops, labels = bank.sample(rng, c.BATCH_SIZE, c.SIZE)
+        crops, boxes, labels = bank.sample(rng, c.BATCH_SIZE, c.SIZE)
         x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float()
         x = ((x - mean) / std).contiguous(memory_format=memory_format)
         y = torch.from_numpy(labels).to(device)
-        logits = head(F.adaptive_avg_pool2d(resnet(x)[feature[0]], 1).flatten(1))
+        bottom_up = resnet(x)
+        logits = head(F.adaptive_avg_pool2d(bottom_up[feature[0]], 1).flatten(1))
         loss = F.cross_entropy(logits, y)
+        if detector is not None:  # one proposal per crop: the object's own box
+            proposals = list(torch.from_numpy(boxes).to(device).unsqueeze(1))
+            box_logits, _ = detector[1].predict(detector[0].from_bottom_up(bottom_up), proposals)
+            loss = loss + F.cross_entropy(box_logits, category[y])
         for group in optimizer.param_groups:
             group["lr"] = _lr(c.BASE_LR, it, c.ITERS)
         optimizer.zero_grad(set_to_none=True)
@@ -166,9 +215,9 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
             spent = time.perf_counter() - start
             logger.info("crop pre-training %d/%d  loss %.4f  eta %ds", it + 1, c.ITERS,
                         loss.item(), int(spent / (it + 1) * (c.ITERS - it - 1)))
-    resnet.train(was_training)
+    model.train(was_training)
     if comm.get_world_size() > 1:  # every rank continues from rank 0's weights
-        for tensor in resnet.state_dict().values():
+        for tensor in model.state_dict().values():
             torch.distributed.broadcast(tensor, 0)
     summary = {"iters": c.ITERS, "crops": len(bank), "classes": len(bank.classes),
                "loss": loss.item(), "accuracy": float(np.mean(tail)) if tail else 0.0,

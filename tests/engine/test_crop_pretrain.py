@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from fewshot_det import get_cfg
 from fewshot_det.data.build import training_records
@@ -44,8 +45,11 @@ def test_crop_bank_cuts_every_box_with_its_class(voc_spec, tmp_path):
     assert bank.crops.shape == (12, 40, 40, 3) and bank.crops.dtype == np.uint8
     assert bank.classes == [1, 2]
     assert sorted(bank.labels.tolist()) == [0] * 6 + [1] * 6
-    crops, labels = bank.sample(np.random.default_rng(0), 5, 32)
-    assert crops.shape == (5, 32, 32, 3) and labels.shape == (5,)
+    crops, boxes, labels = bank.sample(np.random.default_rng(0), 5, 32)
+    assert crops.shape == (5, 32, 32, 3) and labels.shape == (5,) and boxes.shape == (5, 4)
+    # each window still holds (part of) its object: a non-empty box inside the window
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert boxes.min() >= 0 and boxes.max() <= 32
     small = CropBank(records, side=40, context=0.1, image_format="BGR", max_crops=3, seed=0)
     assert len(small) == 3
 
@@ -106,3 +110,26 @@ def test_adamw_pretraining_is_its_own_deterministic_update(voc_spec, tmp_path):
     with pytest.raises(ValueError, match="PRETRAIN.OPTIMIZER must be SGD or AdamW, got 'adam'"):
         cfg = cfg_for(voc_spec, tmp_path, "PRETRAIN.OPTIMIZER", "adam")
         pretrain_backbone_on_crops(cfg, build_model(cfg), [])
+
+
+def test_heads_pretraining_trains_the_fpn_and_box_classifier_only(voc_spec, tmp_path):
+    cfg = cfg_for(voc_spec, tmp_path, "PRETRAIN.HEADS", "True")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pretrain_backbone_on_crops(cfg, model, training_records(cfg)[0])
+    after = model.state_dict()
+    changed = {k.split(".")[0] + "." + k.split(".")[1] for k in after
+               if not torch.equal(after[k], before[k])}
+    assert changed == {"backbone.body", "backbone.fpn", "roi_heads.box_head",
+                       "roi_heads.box_predictor"}
+    assert torch.equal(after["roi_heads.box_predictor.bbox_pred.weight"],
+                       before["roi_heads.box_predictor.bbox_pred.weight"])
+    assert model.training
+
+
+def test_heads_pretraining_names_the_model_it_needs(voc_spec, tmp_path):
+    cfg = cfg_for(voc_spec, tmp_path, "PRETRAIN.HEADS", "True")
+    with pytest.raises(ValueError, match="PRETRAIN.HEADS True needs MODEL.META_ARCHITECTURE "
+                                         "GeneralizedRCNN"):
+        pretrain_backbone_on_crops(cfg, nn.Sequential(find_resnet(build_model(cfg))), [])

@@ -73,7 +73,10 @@ class FPN(Backbone):
         Returns:
             {"p2": [N, C, H/4, W/4], ..., "p6": [N, C, H/64 (rounded up), W/64]}.
         """
-        bottom_up = self.body(x)
+        return self.from_bottom_up(self.body(x))
+
+    def from_bottom_up(self, bottom_up: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """The pyramid from already computed bottom-up features (``self.body``'s output)."""
         pyramid = self.fpn(OrderedDict((f, bottom_up[f]) for f in self.in_features))
         outputs = list(pyramid.values())
         if self.top_block == "maxpool":
