@@ -1,5 +1,6 @@
 """Training logs: ``metrics.jsonl`` (one line per logged iteration), TensorBoard when
-installed, and a console progress bar with ETA, losses, lr, s/iter and data time."""
+installed, and a console progress bar with ETA, losses, lr, s/iter and data time (the log
+line's s/iter and data time: means since the previous line)."""
 from __future__ import annotations
 
 import json
@@ -57,6 +58,10 @@ class Progress:
         self.start, self.max_iter, self.period = start, max_iter, period
         self.enabled = enabled
         self._t1: Optional[float] = None  # end of the first iteration
+        # Step and data times summed since the last log line: single iterations vary by 20 %
+        # and more (allocator, other processes), so the line reports the period's mean.
+        self._period_time = self._period_data = 0.0
+        self._period_count = 0
         # The bar only on a terminal; logs and CI get the periodic line (with ETA) instead.
         self._bar = tqdm(total=max_iter, initial=start, dynamic_ncols=True,
                          disable=not (enabled and sys.stderr.isatty()),
@@ -70,6 +75,9 @@ class Progress:
         self._bar.set_postfix({k: f"{v:.3f}" for k, v in short.items()} |
                               {"lr": f"{stats['lr']:.2e}", "s/it": f"{stats['time']:.2f}",
                                "data": f"{stats['data_time']:.2f}"}, refresh=False)
+        self._period_time += stats["time"]
+        self._period_data += stats["data_time"]
+        self._period_count += 1
         done = iteration + 1 - self.start
         if done == 1:
             self._t1 = time.perf_counter()
@@ -79,10 +87,13 @@ class Progress:
             return None
         elapsed = time.perf_counter() - self._t0
         eta = elapsed / done * (self.max_iter - iteration - 1)
+        n = self._period_count
         line = (f"iter {iteration + 1}/{self.max_iter}  eta {_hms(eta)}  "
                 + "  ".join(f"{k} {v:.4f}" for k, v in stats.items() if k.startswith("loss"))
-                + f"  lr {stats['lr']:.3e}  {stats['time']:.3f} s/it"
-                f"  data {stats['data_time']:.3f} s")
+                + f"  lr {stats['lr']:.3e}  {self._period_time / n:.3f} s/it"
+                f"  data {self._period_data / n:.3f} s")
+        self._period_time = self._period_data = 0.0
+        self._period_count = 0
         logger.info(line)
         return line
 

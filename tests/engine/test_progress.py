@@ -27,3 +27,14 @@ def test_expected_duration_is_logged_once_after_the_first_iterations(caplog):
 
 def test_no_estimate_when_the_run_ends_first(caplog):
     assert not [m for m in run(0, ESTIMATE_AFTER + 1, caplog) if "expected" in m]
+
+
+def test_the_log_line_reports_the_mean_step_time_of_its_period(caplog):
+    caplog.set_level(logging.INFO, logger="fewshot_det.engine.events")
+    progress = Progress(0, 40, enabled=True, period=20)
+    for it in range(40):  # 0.5 s on even iterations, 0.7 s on odd ones: mean 0.6
+        progress.update(it, {**STATS, "time": 0.5 + 0.2 * (it % 2), "data_time": 0.01})
+    progress.close()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("iter ")]
+    assert len(lines) == 2
+    assert all("0.600 s/it  data 0.010 s" in m for m in lines)
