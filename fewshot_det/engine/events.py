@@ -59,7 +59,7 @@ class Progress:
         self.enabled = enabled
         self._t1: Optional[float] = None  # end of the first iteration
         # Step and data times summed since the last log line: single iterations vary by 20 %
-        # and more (allocator, other processes), so the line reports the period's mean.
+        # and more (0.50-0.80 s within one quick-start run), so the line reports the mean.
         self._period_time = self._period_data = 0.0
         self._period_count = 0
         # The bar only on a terminal; logs and CI get the periodic line (with ETA) instead.
