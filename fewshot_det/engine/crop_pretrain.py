@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from ..config.validate import OPTIMIZERS
 from ..data.episodes import crop_support
 from ..data.mapper import read_image
-from ..modeling.backbone.resnet import ResNet
+from ..modeling import Detector
 from . import comm
 from .optim import make_optimizer
 
@@ -44,13 +44,13 @@ logger = logging.getLogger(__name__)
 _JITTER = 1.25
 
 
-def find_resnet(model: nn.Module) -> ResNet:
-    """The model's ResNet (R-CNN: backbone.body; YOLO-grid: backbone.body; siamese: shared)."""
-    for module in model.modules():
-        if isinstance(module, ResNet):
-            return module
-    raise ValueError("the crop warm-up (PRETRAIN.ITERS > 0) needs a ResNet backbone; "
-                     "the model has none")
+def feature_body(model: nn.Module) -> nn.Module:
+    """The model's bottom-up feature network (``Detector.body``: a ResNet for R-CNN,
+    YOLO-grid and the siamese detector alike), which the warm-up trains."""
+    if not isinstance(model, Detector):
+        raise ValueError(f"the crop warm-up (PRETRAIN.ITERS > 0) needs a fewshot_det "
+                         f"detector, got {type(model).__name__}")
+    return model.body()
 
 
 class CropBank:
@@ -118,20 +118,12 @@ def _lr(base: float, it: int, total: int) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (it - warmup) / max(1, total - warmup)))
 
 
-def _detector_heads(model: nn.Module):
-    """(FPN, ROI heads) of a Faster R-CNN for ``PRETRAIN.HEADS``, or a one-line error."""
-    backbone, heads = getattr(model, "backbone", None), getattr(model, "roi_heads", None)
-    if type(model).__name__ != "GeneralizedRCNN" or not hasattr(backbone, "from_bottom_up"):
+def _check_heads(model: Detector) -> None:
+    """A one-line error when ``PRETRAIN.HEADS`` cannot train this model's heads."""
+    if not model.trains_heads_on_crops():
         raise ValueError("PRETRAIN.HEADS True needs MODEL.META_ARCHITECTURE GeneralizedRCNN "
                          f"with an FPN backbone, got {type(model).__name__} with "
-                         f"{type(backbone).__name__}")
-    return backbone, heads
-
-
-def _head_parameters(backbone: nn.Module, heads: nn.Module) -> List[nn.Parameter]:
-    """FPN, box head and box classifier parameters (the RPN and box regressor see no crops)."""
-    modules = [backbone.fpn, heads.box_head, heads.box_predictor]
-    return [p for m in modules for p in m.parameters() if p.requires_grad]
+                         f"{type(model.backbone).__name__}")
 
 
 def _check(c) -> None:
@@ -147,14 +139,14 @@ def _check(c) -> None:
 
 
 def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -> Dict[str, float]:
-    """Train the model's ResNet (+ a throw-away linear layer) to classify training-box crops.
+    """Train the model's feature body (+ a throw-away linear layer) to classify box crops.
 
     With ``PRETRAIN.HEADS`` the FPN and the box head's classifier train on the crops too.
 
     Args:
         cfg: the run's config (``PRETRAIN.*``, ``MODEL.PIXEL_MEAN/STD``, ``INPUT.FORMAT``,
             ``SOLVER.WEIGHT_DECAY``, ``SEED``).
-        model: any fewshot_det model holding a :class:`ResNet`; updated in place.
+        model: any fewshot_det detector (``Detector.body``); updated in place.
         records: the training records (``fewshot_det.data.build.training_records``).
     Returns:
         {"iters", "crops", "classes", "loss", "accuracy" (last 10 % of iterations), "seconds"}
@@ -162,20 +154,21 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
     c = cfg.PRETRAIN
     _check(c)
     start = time.perf_counter()
-    resnet = find_resnet(model)
-    detector = _detector_heads(model) if c.HEADS else None
-    device = next(resnet.parameters()).device
+    body = feature_body(model)
+    if c.HEADS:
+        _check_heads(model)
+    device = next(body.parameters()).device
     bank = CropBank(records, int(round(c.SIZE * _JITTER)), c.CONTEXT, cfg.INPUT.FORMAT,
                     c.MAX_CROPS, cfg.SEED)
-    feature = max(resnet.output_shape().items(), key=lambda kv: kv[1].stride)
+    feature = max(body.output_shape().items(), key=lambda kv: kv[1].stride)
     head = nn.Linear(feature[1].channels, len(bank.classes)).to(device)
     with torch.no_grad():  # a private generator: the global torch RNG stream is left alone
         gen = torch.Generator().manual_seed(cfg.SEED)
         head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.01)
         head.bias.zero_()
-    params = [p for p in resnet.parameters() if p.requires_grad] + list(head.parameters())
-    if detector is not None:
-        params += _head_parameters(*detector)
+    params = [p for p in body.parameters() if p.requires_grad] + list(head.parameters())
+    if c.HEADS:
+        params += model.crop_head_parameters()
     optimizer = make_optimizer(c.OPTIMIZER, params, lr=c.BASE_LR, momentum=0.9,
                                weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     mean = torch.tensor(cfg.MODEL.PIXEL_MEAN, device=device).view(1, -1, 1, 1)
@@ -189,7 +182,7 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
     category = torch.tensor(bank.classes, device=device)
     logger.info("crop pre-training: %d iterations of %d crops (%d px) from %d boxes of %d "
                 "classes%s", c.ITERS, c.BATCH_SIZE, c.SIZE, len(bank), len(bank.classes),
-                ", with the FPN and box classifier" if detector else "")
+                ", with the FPN and box classifier" if c.HEADS else "")
     tail: List[float] = []
     loss = torch.zeros(())
     for it in range(c.ITERS):
@@ -197,12 +190,11 @@ def pretrain_backbone_on_crops(cfg, model: nn.Module, records: Sequence[dict]) -
         x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float()
         x = ((x - mean) / std).contiguous(memory_format=memory_format)
         y = torch.from_numpy(labels).to(device)
-        bottom_up = resnet(x)
+        bottom_up = body(x)
         logits = head(F.adaptive_avg_pool2d(bottom_up[feature[0]], 1).flatten(1))
         loss = F.cross_entropy(logits, y)
-        if detector is not None:  # one proposal per crop: the object's own box
-            proposals = list(torch.from_numpy(boxes).to(device).unsqueeze(1))
-            box_logits, _ = detector[1].predict(detector[0].from_bottom_up(bottom_up), proposals)
+        if c.HEADS:  # one proposal per crop: the object's own box
+            box_logits = model.crop_class_logits(bottom_up, torch.from_numpy(boxes).to(device))
             loss = loss + F.cross_entropy(box_logits, category[y])
         for group in optimizer.param_groups:
             group["lr"] = _lr(c.BASE_LR, it, c.ITERS)

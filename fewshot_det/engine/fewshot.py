@@ -14,9 +14,11 @@ which also warns about classes short of K) feed both the training loop and the s
 crops. Class surgery happens in memory (``modeling.fewshot.class_surgery`` with the rows
 the meta-architecture's ``class_rows`` names, then ``checkpoint.load_state``), so no
 surgered file is written.
-Nothing here branches on the meta-architecture: the optional support-only evaluation needs
-a support-conditioned model (``modeling.is_support_conditioned``) and says so otherwise.
-The statistics over seeds (TFA's protocol: mean and a t-based 95 % confidence interval of
+Nothing here branches on the meta-architecture's name; what a model can do it declares
+(``modeling.Detector``): new classes without training come from the K-shot boxes as
+support prototypes (support-conditioned models) or as imprinted rows of a cosine
+classifier (TFA models); fine-tuning on cached RoI features needs a model that
+``caches_roi_features``. The statistics over seeds (TFA's protocol: mean and a t-based 95 % confidence interval of
 the mean) live in ``evaluation.seeds``.
 """
 from __future__ import annotations
@@ -188,7 +190,7 @@ def finetune_seed(cfg, resume: bool = False, overwrite: bool = False) -> Dict[st
         if cfg.FEWSHOT.FINETUNE.INIT_PROTOTYPES and is_support_conditioned(m):
             set_kshot_supports(cfg, m, records, metadata)
         elif cfg.FEWSHOT.FINETUNE.NOVEL_INIT == "imprint" and not is_support_conditioned(m):
-            if has_cosine_predictor(m):
+            if unwrap(m).cosine_classifier() is not None:
                 imprint_kshot(cfg, m, records, metadata,
                               imprint_targets(cfg, surgery, metadata))
             else:  # a linear classifier or a one-stage model: nothing to imprint
@@ -256,26 +258,13 @@ def imprint_kshot(cfg, model, records: Sequence[dict], metadata,
 
 
 def cached_finetune_applies(model) -> bool:
-    """RoI features can be cached: one process, a plain two-stage model (not
-    support-conditioned), and only its box predictor trains."""
-    from ..modeling import is_support_conditioned
+    """RoI features can be cached: one process, a model that declares it
+    (``Detector.caches_roi_features``), and only its box predictor trains."""
     from .comm import get_world_size
     from .roi_cache import trains_only_the_predictor
 
     m = unwrap(model)
-    return (get_world_size() == 1 and not is_support_conditioned(m)
-            and hasattr(m, "roi_heads") and hasattr(m, "proposal_generator")
-            and trains_only_the_predictor(m))
-
-
-def has_cosine_predictor(model) -> bool:
-    from ..modeling.fewshot.imprint import cosine_predictor
-
-    try:
-        cosine_predictor(unwrap(model))
-    except ValueError:
-        return False
-    return True
+    return get_world_size() == 1 and m.caches_roi_features() and trains_only_the_predictor(m)
 
 
 def support_only_seed(cfg) -> Dict[str, float]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Tuple
 
@@ -36,7 +35,7 @@ from torch import Tensor, nn
 from ..data.mapper import DatasetMapper
 from ..data.transforms import RandomHorizontalFlip, ResizeShortestEdge
 from ..modeling.losses import fast_rcnn_losses
-from ..modeling.meta_arch.preprocess import normalize_and_pad, prepare_targets
+from ..modeling.preprocess import prepare_targets
 from ..modeling.sampling import sampled_indices
 from .checkpoint import unwrap
 
@@ -82,17 +81,6 @@ def variants(cfg) -> List[Tuple[int, bool]]:
     """(short side, mirrored) of every cached variant of an image."""
     flips = [False, True] if cfg.INPUT.RANDOM_FLIP > 0 else [False]
     return [(int(s), f) for s in cfg.INPUT.MIN_SIZE_TRAIN for f in flips]
-
-
-@contextmanager
-def _training_topk(rpn: nn.Module):
-    """The RPN's training top-k (more proposals than at test time), outside training."""
-    was = rpn.training
-    rpn.training = True
-    try:
-        yield
-    finally:
-        rpn.training = was
 
 
 @torch.no_grad()
@@ -142,21 +130,20 @@ def _image_rois(cfg, model, record: dict) -> List[Tuple[Tensor, Tensor, Tensor]]
             image_format=i.FORMAT, use_difficult=cfg.DATASETS.TRAIN_USE_DIFFICULT,
             keep_annotations=True)
         item = mapper(record, np.random.default_rng(0))  # these transforms draw nothing
-        out.append(_variant_rois(model, item, POOL * model.roi_heads.batch_size_per_image))
+        out.append(variant_rois(model, item, POOL * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE))
     return out
 
 
-def _variant_rois(model, item: dict, num_samples: int) -> Tuple[Tensor, Tensor, Tensor]:
-    images = normalize_and_pad([item["image"]], model.pixel_mean, model.pixel_std,
-                               model.backbone.size_divisibility)
-    targets = prepare_targets([item], model.roi_heads.num_classes, model.device)
-    features = model.backbone(images.tensors)
-    with _training_topk(model.proposal_generator):
-        proposals, _ = model.proposal_generator(images, features, targets)
-    heads = model.roi_heads
-    rois, labels, deltas = heads.label_and_sample_proposals(proposals, targets, num_samples)
-    pooled = heads.pooler([features[f] for f in heads.in_features], rois)
-    return heads.box_head(pooled).float().cpu(), labels.cpu(), deltas.float().cpu()
+def variant_rois(model, item: dict, num_samples: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """(box-head features float [R, D], labels int64 [R], deltas float [R, 4]) of
+    ``num_samples`` RoIs of one image variant, sampled as the box head's training samples
+    them from the RPN's training top-k (in eval mode: the frozen normalisation's statistics)."""
+    images = model.preprocess([item])
+    targets = prepare_targets([item], model.num_classes, model.device)
+    features = model.features(images)
+    proposals, _ = model.proposals(images, features, targets, training_topk=True)
+    rois, labels, deltas = model.sample_rois(proposals, targets, num_samples)
+    return model.box_features(features, rois).float().cpu(), labels.cpu(), deltas.float().cpu()
 
 
 class CachedPredictorTraining(nn.Module):
@@ -182,7 +169,7 @@ class CachedPredictorTraining(nn.Module):
             picked.append(idx + lo)
         idx = torch.cat(picked)
         device = next(self.detector.parameters()).device
-        logits, deltas = self.detector.roi_heads.box_predictor(c.features[idx].to(device))
+        logits, deltas = self.detector.predict_boxes(c.features[idx].to(device))
         return fast_rcnn_losses(logits.float(), deltas.float(), c.labels[idx].to(device),
                                 c.deltas[idx].to(device), smooth_l1_beta=self.smooth_l1_beta)
 

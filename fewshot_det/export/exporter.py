@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .graph import RCNNGraph, graph_for
+from .graph import graph_for
 
 FORMATS = ("onnx", "torchscript")
 METADATA_KEY = "fewshot_det"  # ONNX metadata key; TorchScript extra file fewshot_det.json
@@ -31,31 +31,31 @@ ONNX_OPSET = 17  # RoiAlign with half-pixel alignment needs >= 16
 OUTPUTS = ["boxes", "scores", "labels"]
 
 
-def example_inputs(graph: nn.Module, cfg) -> Tuple[Tensor, ...]:
+def example_inputs(model: nn.Module, cfg) -> Tuple[Tensor, ...]:
     """A random image of the test size to trace with: noise, so that no score ties make
     the traced branches special (the graph's sizes follow the input anyway)."""
     g = torch.Generator().manual_seed(0)
-    if not isinstance(graph, RCNNGraph):
-        size = cfg.INPUT.FIXED_SIZE
-        return (torch.rand(1, 3, size, size, generator=g) * 255,)
+    side = model.fixed_input_size()
+    if side:
+        return (torch.rand(1, 3, side, side, generator=g) * 255,)
     h = cfg.INPUT.MIN_SIZE_TEST
     w = min(int(h * 4 / 3), cfg.INPUT.MAX_SIZE_TEST or int(h * 4 / 3))
-    d = max(graph.backbone.size_divisibility, 1)
+    d = max(model.backbone.size_divisibility, 1)
     image = torch.rand(1, 3, math.ceil(h / d) * d, math.ceil(w / d) * d, generator=g) * 255
     return image, torch.tensor([h, w], dtype=torch.float32)
 
 
-def describe(graph: nn.Module, cfg, class_names: Optional[List[str]]) -> Dict:
+def describe(model: nn.Module, graph: nn.Module, cfg, class_names: Optional[List[str]]
+             ) -> Dict:
     """The JSON description saved with the graph (module doc)."""
-    two_stage = isinstance(graph, RCNNGraph)
+    two_stage = not model.fixed_input_size()
     return {
         "format_version": FORMAT_VERSION,
         "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
         "inputs": ["image", "image_size"] if two_stage else ["image"],
         "outputs": OUTPUTS,
-        "size_divisibility": int(graph.backbone.size_divisibility) if two_stage else 0,
-        "class_ids": graph.class_ids.tolist() if two_stage else
-        list(range(1, graph.head.num_classes + 1)),
+        "size_divisibility": int(model.backbone.size_divisibility) if two_stage else 0,
+        "class_ids": list(graph.class_ids),
         "class_names": list(class_names) if class_names else None,
         "config": cfg.dump(),
     }
@@ -74,13 +74,13 @@ def export_model(model: nn.Module, cfg, path: str, fmt: str,
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
     graph = graph_for(model.cpu())
-    inputs = example_inputs(graph, cfg)
-    if fmt == "onnx" and not isinstance(graph, RCNNGraph):
-        _check_grid_pooling(graph, inputs[0])
-    meta = describe(graph, cfg, class_names)
+    inputs = example_inputs(model, cfg)
+    if fmt == "onnx" and model.fixed_input_size():
+        _check_grid_pooling(model, inputs[0])
+    meta = describe(model, graph, cfg, class_names)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
-        # The tracer warns at every shape it reads (export.ops makes those safe, and the
+        # The tracer warns at every shape it reads (modeling.traceable makes those safe; the
         # export tests check the graph on other sizes); PyTorch marks TorchScript deprecated.
         warnings.simplefilter("ignore")
         if fmt == "onnx":
@@ -91,11 +91,11 @@ def export_model(model: nn.Module, cfg, path: str, fmt: str,
     return meta
 
 
-def _check_grid_pooling(graph: nn.Module, image: Tensor) -> None:
+def _check_grid_pooling(model: nn.Module, image: Tensor) -> None:
     """ONNX pools a YOLO feature map to the grid only when the grid divides its side."""
     with torch.no_grad():
-        side = graph.backbone(image).shape[-1]
-    grid = graph.head.grid_size
+        side = model.backbone(image).shape[-1]
+    grid = model.head.grid_size
     if side % grid:
         raise ValueError(f"ONNX export: MODEL.YOLO.GRID_SIZE {grid} does not divide the "
                          f"{side}-cell feature map of INPUT.FIXED_SIZE {image.shape[-1]} "

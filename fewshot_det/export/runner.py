@@ -21,7 +21,7 @@ from torch import Tensor
 from ..config import get_cfg
 from ..data.transforms import transforms_from_config
 from ..engine.predictor import Predictor
-from ..modeling.meta_arch.preprocess import rescale_detections
+from ..modeling.preprocess import rescale_detections
 from .exporter import FORMAT_VERSION, METADATA_KEY, OUTPUTS
 
 

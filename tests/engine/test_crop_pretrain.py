@@ -7,8 +7,9 @@ from torch import nn
 from fewshot_det import get_cfg
 from fewshot_det.data.build import training_records
 from fewshot_det.engine import train_loop
-from fewshot_det.engine.crop_pretrain import CropBank, find_resnet, pretrain_backbone_on_crops
+from fewshot_det.engine.crop_pretrain import CropBank, feature_body, pretrain_backbone_on_crops
 from fewshot_det.modeling import build_model
+import fewshot_fixtures
 from tiny_datasets import make_voc
 
 
@@ -72,7 +73,7 @@ def test_pretraining_changes_only_the_resnet_and_is_deterministic(voc_spec, tmp_
     assert changed and all(k.startswith("backbone.body.") for k in changed)
     for k, v in models[1].state_dict().items():
         assert torch.equal(v, after[k]), k
-    assert find_resnet(models[0]) is models[0].backbone.body
+    assert feature_body(models[0]) is models[0].backbone.body
 
 
 def test_train_runs_it_from_scratch_but_not_on_resume(voc_spec, tmp_path, monkeypatch):
@@ -132,4 +133,7 @@ def test_heads_pretraining_names_the_model_it_needs(voc_spec, tmp_path):
     cfg = cfg_for(voc_spec, tmp_path, "PRETRAIN.HEADS", "True")
     with pytest.raises(ValueError, match="PRETRAIN.HEADS True needs MODEL.META_ARCHITECTURE "
                                          "GeneralizedRCNN"):
-        pretrain_backbone_on_crops(cfg, nn.Sequential(find_resnet(build_model(cfg))), [])
+        # the siamese classifier scores against prototypes: no crop-only class logits
+        pretrain_backbone_on_crops(cfg, fewshot_fixtures.tiny_model(), [])
+    with pytest.raises(ValueError, match="needs a fewshot_det detector, got Sequential"):
+        pretrain_backbone_on_crops(cfg, nn.Sequential(feature_body(build_model(cfg))), [])

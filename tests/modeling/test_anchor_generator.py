@@ -23,14 +23,14 @@ def test_grid_anchors_equal_torchvision_with_shape_strides():
                            aspect_ratios=((0.5, 1.0, 2.0),) * 5)
     feats = [torch.zeros(1, 1, h, w) for h, w in sizes]
     expected = tv(ImageList(torch.zeros(1, 3, 320, 416), [(320, 400)]), feats)[0]
-    got = torch.cat(ours(sizes, (320, 416), torch.device("cpu")))
+    got = torch.cat(ours(feats, torch.zeros(1, 3, 320, 416)))
     torch.testing.assert_close(got, expected)
 
 
 def test_declared_strides_and_order():
     gen = AnchorGenerator(sizes=[[8, 16]], aspect_ratios=[[1.0]], strides=[16, 32])
     assert gen.num_anchors == 2
-    level0, level1 = gen([(2, 3), (1, 2)], (40, 45), torch.device("cpu"))
+    level0, level1 = gen.for_sizes([(2, 3), (1, 2)], (40, 45), torch.device("cpu"))
     assert level0.shape == (2 * 3 * 2, 4)
     # cell (y=1, x=2), anchor 1 (size 16) is row (1 * 3 + 2) * 2 + 1, centred at (32, 16)
     torch.testing.assert_close(level0[11], torch.tensor([24., 8., 40., 24.]))

@@ -32,8 +32,8 @@ def _rpn(*opts):
 
 def test_anchor_labels_sample_256_with_at_most_half_positive():
     rpn = _rpn()
-    anchors = torch.cat(rpn.anchor_generator([(24, 32), (12, 16)], (96, 128),
-                                             torch.device("cpu")))
+    anchors = torch.cat(rpn.anchor_generator.for_sizes([(24, 32), (12, 16)], (96, 128),
+                                                       torch.device("cpu")))
     gt = {"gt_boxes": torch.tensor([[10.0, 12, 60, 70], [0, 0, 3, 3]]),
           "gt_labels": torch.tensor([1, 2])}
     empty = {"gt_boxes": torch.zeros(0, 4), "gt_labels": torch.zeros(0, dtype=torch.int64)}

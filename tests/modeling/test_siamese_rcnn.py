@@ -163,7 +163,7 @@ def test_support_score_is_highest_on_the_support_box_itself():
     s = supports([2], shots=1, seed=4)
     model.set_supports(s["images"], s["boxes"], s["labels"])
     item = {"image": s["images"][0], "height": 64, "width": 64, "image_id": 0}
-    from fewshot_det.modeling.meta_arch.preprocess import normalize_and_pad
+    from fewshot_det.modeling.preprocess import normalize_and_pad
 
     images = normalize_and_pad([item["image"]], model.pixel_mean, model.pixel_std,
                                model.backbone.size_divisibility)
@@ -184,7 +184,7 @@ def test_ranked_proposals_are_candidates_by_decreasing_support_score():
     # the same candidate boxes, in another order (original pixels = model input here)
     assert sorted(map(tuple, plain.tolist())) == sorted(map(tuple, ranked.tolist()))
     assert not torch.equal(plain, ranked)
-    from fewshot_det.modeling.meta_arch.preprocess import normalize_and_pad
+    from fewshot_det.modeling.preprocess import normalize_and_pad
 
     images = normalize_and_pad([item["image"]], model.pixel_mean, model.pixel_std,
                                model.backbone.size_divisibility)

@@ -15,22 +15,22 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..meta_arch.preprocess import normalize_and_pad, prepare_targets
-from ..roi_heads.fast_rcnn import CosineSimOutputLayers
+from ..preprocess import prepare_targets
 
 
-def cosine_predictor(model: nn.Module) -> CosineSimOutputLayers:
-    """The model's cosine box predictor.
+def cosine_predictor(model: nn.Module) -> nn.Module:
+    """The model's cosine box predictor (its declared ``cosine_classifier``).
 
     Raises:
-        ValueError: the model has another predictor (a linear layer's rows also carry a
-            scale and a bias, which a few boxes cannot fix without training).
+        ValueError: the model has another classifier (a linear layer's rows also carry a
+            scale and a bias, which a few boxes cannot fix without training; a siamese
+            model takes new classes as supports).
     """
-    predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
-    if not isinstance(predictor, CosineSimOutputLayers):
-        raise ValueError(f"imprinting needs MODEL.ROI_BOX_HEAD.PREDICTOR "
-                         f"CosineSimOutputLayers (a TFA config), got "
-                         f"{type(predictor).__name__}")
+    predictor = model.cosine_classifier()
+    if predictor is None:
+        raise ValueError(f"imprinting needs a cosine box classifier: MODEL.ROI_BOX_HEAD."
+                         f"PREDICTOR CosineSimOutputLayers on GeneralizedRCNN (a TFA config), "
+                         f"got {type(model).__name__}")
     return predictor
 
 
@@ -44,14 +44,10 @@ def gt_box_features(model: nn.Module, batch: List[dict]) -> Dict[int, Tensor]:
     was_training = model.training
     model.eval()
     try:
-        images = normalize_and_pad([x["image"] for x in batch], model.pixel_mean,
-                                   model.pixel_std, model.backbone.size_divisibility)
-        targets = prepare_targets(batch, model.roi_heads.num_classes, model.device)
-        features = model.backbone(images.tensors)
-        heads = model.roi_heads
-        pooled = heads.pooler([features[f] for f in heads.in_features],
-                              [t["gt_boxes"] for t in targets])
-        feats = heads.box_head(pooled).float()
+        images = model.preprocess(batch)
+        targets = prepare_targets(batch, model.num_classes, model.device)
+        feats = model.box_features(model.features(images),
+                                   [t["gt_boxes"] for t in targets]).float()
     finally:
         model.train(was_training)
     labels = torch.cat([t["gt_labels"] for t in targets])

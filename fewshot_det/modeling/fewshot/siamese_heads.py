@@ -41,8 +41,9 @@ from torchvision.models.detection.image_list import ImageList
 from ..backbone import ShapeSpec
 from ..losses import fast_rcnn_losses
 from ..registry import ROI_BOX_PREDICTOR_REGISTRY, ROI_HEADS_REGISTRY
-from ..roi_heads.fast_rcnn import cosine_logits, fast_rcnn_inference
+from ..roi_heads.fast_rcnn import cosine_logits
 from ..roi_heads.roi_heads import StandardROIHeads
+from ..traceable import split_per_image
 from ..utils import upcast
 from .prototypes import Prototypes
 
@@ -115,7 +116,7 @@ class PrototypeCosineOutputLayers(nn.Module):
         if not bool(valid.all()):
             mask = torch.cat([valid.new_ones(1), valid])
             logits = logits.masked_fill(~mask[None], float("-inf"))
-        per_class = self.bbox_pred(x).view(len(x), self.num_classes, 4)
+        per_class = self.bbox_pred(x).view(-1, self.num_classes, 4)
         rows = (class_ids - 1).clamp(max=self.num_classes - 1)
         has_row = (class_ids <= self.num_classes)[None, :, None]
         deltas = torch.where(has_row, per_class[:, rows], per_class.mean(dim=1, keepdim=True))
@@ -148,7 +149,7 @@ class SiameseROIHeads(StandardROIHeads):
         Returns:
             float [M, D].
         """
-        return self.box_head(self.pooler([features[f] for f in self.in_features], boxes))
+        return self.box_features(features, boxes)
 
     def forward(self, images: ImageList, features: Dict[str, Tensor], proposals: List[Tensor],
                 prototypes: Prototypes, targets: Optional[List[Dict[str, Tensor]]] = None
@@ -170,15 +171,12 @@ class SiameseROIHeads(StandardROIHeads):
             proposals, gt_labels, gt_deltas = self.label_and_sample_proposals(proposals, targets)
             columns = to_column_labels(gt_labels, [len(p) for p in proposals],
                                        prototypes.class_ids)
-        x = self.box_head(self.pooler([features[f] for f in self.in_features], proposals))
+        x = self.box_features(features, proposals)
         class_logits, deltas = self.predict(x, proposals, prototypes)
         if self.training:
             return [], fast_rcnn_losses(class_logits, deltas, columns, gt_deltas,
                                         smooth_l1_beta=self.smooth_l1_beta)
-        detections = fast_rcnn_inference(
-            class_logits, deltas, proposals, images.image_sizes, box_coder=self.box_coder,
-            score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
-            topk_per_image=self.detections_per_image)
+        detections = self.postprocess(class_logits, deltas, proposals, images.image_sizes)
         for det, ids in zip(detections, prototypes.class_ids):
             det["labels"] = ids[det["labels"] - 1]
         return detections, {}
@@ -194,10 +192,9 @@ class SiameseROIHeads(StandardROIHeads):
         Returns:
             per image float [P_i] in [0, 1].
         """
-        x = self.box_head(self.pooler([features[f] for f in self.in_features], proposals))
-        logits, _ = self.predict(x, proposals, prototypes)
+        logits, _ = self.predict(self.box_features(features, proposals), proposals, prototypes)
         best = logits.softmax(dim=1)[:, 1:].max(dim=1).values
-        return list(best.split([len(p) for p in proposals]))
+        return list(split_per_image(best, [len(p) for p in proposals]))
 
     def predict(self, x: Tensor, proposals: List[Tensor], prototypes: Prototypes
                 ) -> Tuple[Tensor, Tensor]:
@@ -208,7 +205,7 @@ class SiameseROIHeads(StandardROIHeads):
         """
         outputs = [self.box_predictor(x_i, prototypes.head[i].to(x_i.dtype),
                                       prototypes.class_ids[i], prototypes.valid[i])
-                   for i, x_i in enumerate(x.split([len(p) for p in proposals]))]
+                   for i, x_i in enumerate(split_per_image(x, [len(p) for p in proposals]))]
         logits = torch.cat([o[0] for o in outputs])
         deltas = torch.cat([o[1] for o in outputs])
         return upcast(logits), upcast(deltas)

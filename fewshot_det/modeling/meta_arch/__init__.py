@@ -1,10 +1,9 @@
-"""Meta-architectures: whole detectors behind ``model(batch)``."""
-from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
+"""Meta-architectures: whole detectors behind ``model(batch)``, with declared stages and
+capabilities (``capabilities.Detector``)."""
+from .capabilities import Detector, SupportConditioned, is_support_conditioned
 from .rcnn import GeneralizedRCNN
 from .siamese_rcnn import SiameseRCNN  # few-shot (also registers modeling.fewshot parts)
-from .support import SupportConditioned, is_support_conditioned
 from .yolo_grid import YOLOGrid  # noqa: F401 (registers)
 
-__all__ = ["GeneralizedRCNN", "SiameseRCNN", "YOLOGrid", "SupportConditioned",
-           "is_support_conditioned", "normalize_and_pad", "prepare_targets",
-           "rescale_detections"]
+__all__ = ["Detector", "GeneralizedRCNN", "SiameseRCNN", "YOLOGrid", "SupportConditioned",
+           "is_support_conditioned"]

@@ -1,23 +1,38 @@
 """Faster R-CNN: backbone -> proposal generator -> ROI heads, behind ``model(batch)``.
 
-Shape glossary: N images, M GT boxes of one image, D detections of one image.
+Shape glossary: N images, M GT boxes of one image, P proposals of one image, R RoIs (all
+images), D box-head width, K classes, D_i detections of image i.
+
+The stages, each a method that the engine, export and few-shot code call instead of
+rebuilding a piece of the forward pass (docs/ARCHITECTURE.md):
+
+    batch --preprocess--> ImageList (normalised, padded)
+          --features--> {level: [N, C, H_l, W_l]}
+          --proposals--> per image [P, 4] (+ RPN losses in training)
+          --box_features(features, boxes)--> [R, D]
+          --predict_boxes--> class logits [R, K+1], deltas [R, 4K]
+          --postprocess--> per image {"boxes", "scores", "labels"} (resized frame)
+          --rescale_detections--> original pixels
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
 
-from ..backbone import Backbone
+from ..backbone import FPN, Backbone
 from ..fewshot.surgery import PREDICTOR, ClassRows
 from ..registry import (BACKBONE_REGISTRY, META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
                         ROI_HEADS_REGISTRY, lookup)
-from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
+from ..preprocess import normalize_and_pad, prepare_targets, rescale_detections
+from ..roi_heads.fast_rcnn import CosineSimOutputLayers
+from .capabilities import Detector, Detections
 
 
 @META_ARCH_REGISTRY.register()
-class GeneralizedRCNN(nn.Module):
+class GeneralizedRCNN(Detector):
     """Two-stage detector (Faster R-CNN with the default components).
 
     Args:
@@ -73,7 +88,91 @@ class GeneralizedRCNN(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+    @property
+    def num_classes(self) -> int:
+        """K, the classes of the box predictor's rows."""
+        return self.roi_heads.num_classes
+
+    # ------------------------------------------------------------------ capabilities
+    def body(self) -> nn.Module:
+        return self.backbone.body if isinstance(self.backbone, FPN) else self.backbone
+
+    def detectable_class_ids(self) -> List[int]:
+        return list(range(1, self.num_classes + 1))
+
+    def cosine_classifier(self) -> Optional[nn.Module]:
+        predictor = self.roi_heads.box_predictor
+        return predictor if isinstance(predictor, CosineSimOutputLayers) else None
+
+    def caches_roi_features(self) -> bool:
+        return True
+
+    def trains_heads_on_crops(self) -> bool:
+        return isinstance(self.backbone, FPN)
+
+    # ------------------------------------------------------------------ stages
+    def preprocess(self, batch: List[dict]) -> ImageList:
+        """Normalised images padded to one batch (``preprocess.normalize_and_pad``)."""
+        return normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
+                                 self.pixel_std, self.backbone.size_divisibility)
+
+    def features(self, images: ImageList) -> Dict[str, Tensor]:
+        """Backbone outputs of the padded batch."""
+        return self.backbone(images.tensors)
+
+    def proposals(self, images: ImageList, features: Dict[str, Tensor],
+                  targets: Optional[List[Dict[str, Tensor]]] = None, *,
+                  training_topk: Optional[bool] = None) -> Tuple[List[Tensor], Dict[str, Tensor]]:
+        """RPN proposals, per image float [P, 4] XYXY in the resized frame, best first, and
+        the RPN losses when ``targets`` are given.
+
+        Args:
+            training_topk: use the training (True) or test (False) top-k; default: the
+                module's mode.
+        """
+        return self.proposal_generator(images, features, targets, training_topk=training_topk)
+
+    def sample_rois(self, proposals: List[Tensor], targets: List[Dict[str, Tensor]],
+                    num_samples: Optional[int] = None) -> Tuple[List[Tensor], Tensor, Tensor]:
+        """The RoIs the box head trains on: proposals + GT boxes, labelled (0..K) and
+        sampled, with their regression targets (``StandardROIHeads.label_and_sample_proposals``)."""
+        return self.roi_heads.label_and_sample_proposals(proposals, targets, num_samples)
+
+    def box_features(self, features: Dict[str, Tensor], boxes: List[Tensor]) -> Tensor:
+        """Box-head features of per-image boxes [R_i, 4] (resized frame): float [R, D]."""
+        return self.roi_heads.box_features(features, boxes)
+
+    def predict_boxes(self, box_features: Tensor) -> Tuple[Tensor, Tensor]:
+        """(class logits float [R, K+1], deltas float [R, 4K] or [R, 4]) of box features."""
+        return self.roi_heads.predict_boxes(box_features)
+
+    def postprocess(self, class_logits: Tensor, deltas: Tensor, proposals: List[Tensor],
+                    images: ImageList) -> Detections:
+        """Detections in the resized frame (``fast_rcnn_inference``)."""
+        return self.roi_heads.postprocess(class_logits, deltas, proposals, images.image_sizes)
+
+    def inference(self, images: ImageList, batch: Optional[List[dict]] = None) -> Detections:
+        """Detections of a preprocessed batch, in the resized frame (eval mode). ``batch``
+        is the model input (siamese: may carry supports); plain R-CNN does not need it."""
+        features = self.features(images)
+        proposals, _ = self.proposals(images, features)
+        logits, deltas = self.predict_boxes(self.box_features(features, proposals))
+        return self.postprocess(logits, deltas, proposals, images)
+
+    # ------------------------------------------------------------------ crop warm-up
+    def crop_class_logits(self, body_features: Dict[str, Tensor], boxes: Tensor) -> Tensor:
+        """(K+1)-way class logits of one box per crop, from the body's features of the
+        crops (``PRETRAIN.HEADS``): float [B, K+1] for boxes float [B, 4]."""
+        features = self.backbone.from_bottom_up(body_features)
+        return self.predict_boxes(self.box_features(features, list(boxes.unsqueeze(1))))[0]
+
+    def crop_head_parameters(self) -> List[nn.Parameter]:
+        """What ``crop_class_logits`` trains besides the body: the FPN, the box head and the
+        box predictor (the RPN and the box regressor see no crops, so get no gradient)."""
+        modules = [self.backbone.fpn, self.roi_heads.box_head, self.roi_heads.box_predictor]
+        return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+    def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], Detections]:
         """
         Args:
             batch: per image {"image": [3, H, W] 0-255 in INPUT.FORMAT order (resized),
@@ -82,17 +181,14 @@ class GeneralizedRCNN(nn.Module):
                 (training only)}.
         Returns:
             training: {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"} scalars;
-            eval: per image {"boxes": float [D, 4] XYXY original pixels, "scores": [D],
-                "labels": int64 [D] in 1..K}.
+            eval: per image {"boxes": float [D_i, 4] XYXY original pixels, "scores": [D_i],
+                "labels": int64 [D_i] in 1..K}.
         """
-        images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
-                                   self.pixel_std, self.backbone.size_divisibility)
-        targets = None
-        if self.training:
-            targets = prepare_targets(batch, self.roi_heads.num_classes, self.device)
-        features = self.backbone(images.tensors)
-        proposals, proposal_losses = self.proposal_generator(images, features, targets)
-        detections, detector_losses = self.roi_heads(images, features, proposals, targets)
-        if self.training:
-            return {**proposal_losses, **detector_losses}
-        return rescale_detections(detections, batch, images.image_sizes)
+        images = self.preprocess(batch)
+        if not self.training:
+            return rescale_detections(self.inference(images, batch), batch, images.image_sizes)
+        targets = prepare_targets(batch, self.num_classes, self.device)
+        features = self.features(images)
+        proposals, proposal_losses = self.proposals(images, features, targets)
+        _, detector_losses = self.roi_heads(images, features, proposals, targets)
+        return {**proposal_losses, **detector_losses}

@@ -49,14 +49,17 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
 
 from ..backbone import Backbone
 from ..fewshot.prototypes import PrototypeBank, Prototypes, average_shots
 from ..fewshot.surgery import PREDICTOR, ClassRows
 from ..registry import META_ARCH_REGISTRY
-from .preprocess import normalize_and_pad, prepare_targets, rescale_detections
+from ..preprocess import normalize_and_pad, prepare_targets, rescale_detections
+from ..traceable import descending_order
+from .capabilities import Detections
 from .rcnn import GeneralizedRCNN
-from .support import SupportConditioned
+from .capabilities import SupportConditioned
 
 SUPPORT_CHUNK = 64  # crops encoded per backbone call in set_supports
 
@@ -144,6 +147,21 @@ class SiameseRCNN(GeneralizedRCNN, SupportConditioned):
                 ClassRows(PREDICTOR + "bbox_pred.bias", rows_per_class=4, init="source_mean"),
                 ClassRows("prototype_bank.head", init="zeros"),
                 ClassRows("prototype_bank.count", init="zeros")]
+
+    # The support-conditioned predictor needs prototypes besides box features, and its
+    # class rows are residuals of prototype weights: none of the plain R-CNN's shortcuts.
+    def cosine_classifier(self) -> Optional[nn.Module]:
+        return None
+
+    def caches_roi_features(self) -> bool:
+        return False
+
+    def trains_heads_on_crops(self) -> bool:
+        return False
+
+    def detectable_class_ids(self) -> List[int]:
+        """The classes with a prototype in the bank (trained, or set from supports)."""
+        return self.prototype_bank.known_classes().tolist()
 
     def frozen_modules(self) -> List[nn.Module]:
         """The plain detector's modules, fixed when ``freeze_detector``."""
@@ -255,7 +273,7 @@ class SiameseRCNN(GeneralizedRCNN, SupportConditioned):
         return self.prototype_bank.prototypes(len(batch), class_ids)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+    def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], Detections]:
         """
         Args:
             batch: per image the ``GeneralizedRCNN`` dict; in training also
@@ -265,14 +283,10 @@ class SiameseRCNN(GeneralizedRCNN, SupportConditioned):
             training: {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"};
             eval: per image {"boxes" [D_i, 4] original pixels, "scores", "labels" class ids}.
         """
-        images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
-                                   self.pixel_std, self.backbone.size_divisibility)
-        features = self.backbone(images.tensors)
+        images = self.preprocess(batch)
         if not self.training:
-            prototypes = self.inference_prototypes(batch)
-            proposals = self.conditioned_proposals(images, features, prototypes)
-            detections, _ = self.roi_heads(images, features, proposals, prototypes)
-            return rescale_detections(detections, batch, images.image_sizes)
+            return rescale_detections(self.inference(images, batch), batch, images.image_sizes)
+        features = self.features(images)
         with torch.set_grad_enabled(self.train_prototypes == "episode"):
             prototypes = self.episode_prototypes(batch)  # "bank": only updates the bank
         targets = prepare_targets(batch, self.roi_heads.num_classes, self.device)
@@ -285,9 +299,18 @@ class SiameseRCNN(GeneralizedRCNN, SupportConditioned):
             prototypes = with_bank_columns(prototypes, self.prototype_bank)
         # The RPN is class-agnostic in training: support ranking is an inference step on
         # the box head's own scores, which the head loss already trains.
-        proposals, proposal_losses = self.proposal_generator(images, features, targets)
+        proposals, proposal_losses = self.proposals(images, features, targets)
         _, detector_losses = self.roi_heads(images, features, proposals, prototypes, targets)
         return {**proposal_losses, **detector_losses}
+
+    def inference(self, images: ImageList, batch: Optional[List[dict]] = None) -> Detections:
+        """Detections of a preprocessed batch in the resized frame (eval mode), against the
+        batch's own supports when every item has them, else the bank's prototypes."""
+        features = self.features(images)
+        prototypes = self.inference_prototypes(batch or [{}] * len(images.image_sizes))
+        proposals = self.conditioned_proposals(images, features, prototypes)
+        detections, _ = self.roi_heads(images, features, proposals, prototypes)
+        return detections
 
     def conditioned_proposals(self, images, features: Dict[str, Tensor],
                               prototypes: Prototypes, keep: Optional[int] = None
@@ -309,8 +332,7 @@ class SiameseRCNN(GeneralizedRCNN, SupportConditioned):
             return [c[:keep] for c in candidates]
         scores = self.roi_heads.support_scores(features, candidates, prototypes)
         # stable: equal scores keep the objectness order
-        return [c[s.argsort(descending=True, stable=True)[:keep]]
-                for c, s in zip(candidates, scores)]
+        return [c[descending_order(s)[:keep]] for c, s in zip(candidates, scores)]
 
     def rpn_candidates(self, images, features: Dict[str, Tensor], count: int) -> List[Tensor]:
         """The RPN's ``count`` best proposals per image by objectness (at test time, with at
@@ -340,9 +362,8 @@ class SiameseRCNN(GeneralizedRCNN, SupportConditioned):
         was_training = self.training
         self.eval()
         try:
-            images = normalize_and_pad([item["image"] for item in batch], self.pixel_mean,
-                                       self.pixel_std, self.backbone.size_divisibility)
-            features = self.backbone(images.tensors)
+            images = self.preprocess(batch)
+            features = self.features(images)
             prototypes = self.inference_prototypes(batch, class_ids)
             if ranked:
                 boxes = self.conditioned_proposals(images, features, prototypes, keep)

@@ -3,11 +3,15 @@
 Shape glossary: N images, M GT boxes of one image, G grid size, B boxes per cell,
 K classes, D detections of one image.
 
-    images (INPUT.FIXED_SIZE square) -> backbone.body (ResNet) -> feature (res5)
-    -> head -> [N, G, G, B*5 + K] sigmoid outputs
+The stages (docs/ARCHITECTURE.md):
+
+    batch --preprocess--> images [N, 3, S, S] normalised (INPUT.FIXED_SIZE square)
+          --predict--> GridPredictions (backbone.body's feature -> head -> split
+                       [N, G, G, B*5 + K] sigmoid outputs)
     train: encode_targets + yolo_loss -> {"loss_class", "loss_no_object",
            "loss_contain_conf", "loss_regression"}
-    eval:  decode_detections -> boxes mapped back to each original image
+    eval:  --postprocess--> detections in the S x S frame (decode_detections)
+           --rescale_detections--> each original image's pixels
 """
 from __future__ import annotations
 
@@ -21,11 +25,13 @@ from ..registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, lookup
 from ..yolo import (GridBackbone, YOLOHead, decode_detections, encode_targets,
                     split_predictions, yolo_loss)
 from ..yolo.head import class_prior_logit
-from .preprocess import prepare_targets, rescale_detections
+from ..preprocess import prepare_targets, rescale_detections
+from ..yolo.loss import GridPredictions
+from .capabilities import Detections, Detector
 
 
 @META_ARCH_REGISTRY.register()
-class YOLOGrid(nn.Module):
+class YOLOGrid(Detector):
     """One-stage grid detector (YOLOv1 on a ResNet).
 
     Args:
@@ -97,7 +103,16 @@ class YOLOGrid(nn.Module):
     def num_classes(self) -> int:
         return self.head.num_classes
 
-    def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+    def body(self) -> nn.Module:
+        return self.backbone.body
+
+    def detectable_class_ids(self) -> List[int]:
+        return list(range(1, self.num_classes + 1))
+
+    def fixed_input_size(self) -> int:
+        return self.input_size
+
+    def forward(self, batch: List[dict]) -> Union[Dict[str, Tensor], Detections]:
         """
         Args:
             batch: per image {"image": [3, S, S] 0-255 in INPUT.FORMAT order, S =
@@ -110,17 +125,29 @@ class YOLOGrid(nn.Module):
             eval: per image {"boxes": float [D, 4] XYXY original pixels, "scores": [D],
                 "labels": int64 [D] in 1..K}.
         """
-        preds = split_predictions(self.head(self.backbone(self.preprocess(batch))),
-                                  self.head.num_boxes)
-        if self.training:
-            targets = prepare_targets(batch, self.num_classes, self.device)
-            grid_targets = encode_targets(
-                [t["gt_boxes"] for t in targets], [t["gt_labels"] for t in targets],
-                image_size=self.input_size, grid_size=self.head.grid_size,
-                num_classes=self.num_classes)
-            return yolo_loss(preds, grid_targets, **self.loss_args)
-        detections = decode_detections(preds, image_size=self.input_size, **self.decode_args)
-        return rescale_detections(detections, batch, [(self.input_size,) * 2] * len(batch))
+        images = self.preprocess(batch)
+        if not self.training:
+            sizes = [(self.input_size,) * 2] * len(batch)
+            return rescale_detections(self.inference(images), batch, sizes)
+        preds = self.predict(images)
+        targets = prepare_targets(batch, self.num_classes, self.device)
+        grid_targets = encode_targets(
+            [t["gt_boxes"] for t in targets], [t["gt_labels"] for t in targets],
+            image_size=self.input_size, grid_size=self.head.grid_size,
+            num_classes=self.num_classes)
+        return yolo_loss(preds, grid_targets, **self.loss_args)
+
+    def predict(self, images: Tensor) -> GridPredictions:
+        """Grid predictions (sigmoid outputs) of normalised images float [N, 3, S, S]."""
+        return split_predictions(self.head(self.backbone(images)), self.head.num_boxes)
+
+    def postprocess(self, preds: GridPredictions) -> Detections:
+        """Detections in the S x S input frame (``yolo.decode_detections``)."""
+        return decode_detections(preds, image_size=self.input_size, **self.decode_args)
+
+    def inference(self, images: Tensor) -> Detections:
+        """Detections of normalised images float [N, 3, S, S], in their S x S frame."""
+        return self.postprocess(self.predict(images))
 
     def preprocess(self, batch: List[dict]) -> Tensor:
         """Normalised images, float [N, 3, S, S]; ValueError for an image of another size."""

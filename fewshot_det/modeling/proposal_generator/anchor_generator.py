@@ -15,6 +15,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..traceable import grid_indices, is_tracing
+
 
 def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> Tensor:
     """Zero-centred anchors of one level, ratio-major as torchvision orders them.
@@ -67,15 +69,22 @@ class AnchorGenerator(nn.Module):
         """A, anchors per feature cell."""
         return len(self.cell_anchors[0])
 
-    def forward(self, grid_sizes: List[Tuple[int, int]], image_size: Tuple[int, int],
-                device: torch.device) -> List[Tensor]:
+    def forward(self, features: List[Tensor], image: Tensor) -> List[Tensor]:
         """
         Args:
-            grid_sizes: (H, W) of every level.
-            image_size: (H, W) of the padded image batch.
+            features: per level float [N, C, H, W].
+            image: float [N, 3, H_in, W_in], the padded image batch.
         Returns:
             per level, float32 [H * W * A, 4] XYXY anchors in input pixels.
         """
+        if is_tracing():
+            return [self._traced_level(level, f, image) for level, f in enumerate(features)]
+        return self.for_sizes([tuple(f.shape[-2:]) for f in features],
+                              tuple(image.shape[-2:]), image.device)
+
+    def for_sizes(self, grid_sizes: List[Tuple[int, int]], image_size: Tuple[int, int],
+                  device: torch.device) -> List[Tensor]:
+        """``forward`` from sizes: (H, W) of every level and of the padded batch."""
         anchors = []
         for level, (h, w) in enumerate(grid_sizes):
             if self.stride_from_shape:
@@ -89,6 +98,19 @@ class AnchorGenerator(nn.Module):
         if len(self._cache) > 64:  # many input sizes (multi-scale training): stay small
             self._cache.clear()
         return anchors
+
+    def _traced_level(self, level: int, feature: Tensor, image: Tensor) -> Tensor:
+        """``_grid`` of one level with every size taken from tensors (``traceable``)."""
+        rows, cols = grid_indices(feature[0, 0])
+        if self.stride_from_shape:
+            image_hw = torch._shape_as_tensor(image)[2:]
+            feature_hw = torch._shape_as_tensor(feature)[2:]
+            stride_yx = torch.div(image_hw, feature_hw, rounding_mode="floor").to(torch.float32)
+            shift_y, shift_x = rows * stride_yx[0], cols * stride_yx[1]
+        else:
+            shift_y, shift_x = rows * self.strides[level], cols * self.strides[level]
+        shifts = torch.stack([shift_x, shift_y, shift_x, shift_y], dim=-1).reshape(-1, 1, 4)
+        return (shifts + self.cell_anchors[level].view(1, -1, 4)).reshape(-1, 4)
 
     @staticmethod
     def _grid(base: Tensor, h: int, w: int, stride: Tuple[int, int],

@@ -143,13 +143,16 @@ class RPN(nn.Module):
                     smooth_l1_beta=r.SMOOTH_L1_BETA, loss_weight=r.LOSS_WEIGHT)
 
     def forward(self, images: ImageList, features: Dict[str, Tensor],
-                targets: Optional[List[Dict[str, Tensor]]] = None
-                ) -> Tuple[List[Tensor], Dict[str, Tensor]]:
+                targets: Optional[List[Dict[str, Tensor]]] = None, *,
+                training_topk: Optional[bool] = None) -> Tuple[List[Tensor], Dict[str, Tensor]]:
         """
         Args:
             images: padded batch ``tensors`` [N, 3, H, W] and ``image_sizes`` (h, w) each.
             features: backbone outputs, containing ``in_features``.
-            targets: training only, per image {"gt_boxes": [M, 4], "gt_labels": [M]}.
+            targets: per image {"gt_boxes": [M, 4], "gt_labels": [M]}: required in
+                training; when given, the losses are computed (and the anchors sampled).
+            training_topk: use the training (True) or test (False) top-k; default: the
+                module's mode.
         Returns:
             (per image proposals float [P, 4] XYXY in the resized image, sorted by
              decreasing objectness; losses {"loss_rpn_cls", "loss_rpn_loc"} or {})
@@ -157,23 +160,22 @@ class RPN(nn.Module):
         feats = [features[f] for f in self.in_features]
         logits, deltas = flatten_predictions(*self.head(feats))  # N, R / N, R, 4
         logits, deltas = upcast(logits), upcast(deltas)  # float32 decoding under autocast
-        anchors = self.anchor_generator([tuple(f.shape[-2:]) for f in feats],
-                                        tuple(images.tensors.shape[-2:]), logits.device)
-        num_anchors_per_level = [len(a) for a in anchors]
+        anchors = self.anchor_generator(feats, images.tensors)
+        num_anchors_per_level = [a.shape[0] for a in anchors]  # not len(): traced sizes
         anchors = torch.cat(anchors)  # R, 4
         n = logits.shape[0]
         # Faster R-CNN does not back-propagate through the proposals.
         proposals = self.box_coder.decode_single(
             deltas.detach().reshape(-1, 4), anchors.repeat(n, 1)).view(n, -1, 4)
-        mode = int(not self.training)
+        mode = int(not (self.training if training_topk is None else training_topk))
         proposals = find_top_proposals(
             proposals, logits.detach(), num_anchors_per_level, images.image_sizes,
             pre_nms_topk=self.pre_nms_topk[mode], post_nms_topk=self.post_nms_topk[mode],
             nms_thresh=self.nms_thresh, min_size=self.min_size)
-        if not self.training:
-            return proposals, {}
         if targets is None:
-            raise ValueError("RPN in training mode needs targets")
+            if self.training:
+                raise ValueError("RPN in training mode needs targets")
+            return proposals, {}
         gt_labels, gt_deltas = self.label_and_sample_anchors(anchors, targets)
         losses = rpn_losses(logits, deltas, gt_labels, gt_deltas,
                             smooth_l1_beta=self.smooth_l1_beta)

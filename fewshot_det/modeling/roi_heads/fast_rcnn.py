@@ -18,6 +18,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import boxes as box_ops
 
 from ..registry import ROI_BOX_PREDICTOR_REGISTRY
+from ..traceable import ImageSize, batched_nms, clip_boxes, split_per_image
 
 # Detections with a side shorter than this (pixels) are dropped (torchvision's value).
 MIN_BOX_SIZE_TEST = 1e-2
@@ -100,7 +101,7 @@ def cosine_logits(x: Tensor, weights: Tensor, scale) -> Tensor:
 
 
 def fast_rcnn_inference(pred_class_logits: Tensor, pred_proposal_deltas: Tensor,
-                        proposals: List[Tensor], image_sizes: List[Tuple[int, int]], *,
+                        proposals: List[Tensor], image_sizes: List[ImageSize], *,
                         box_coder: BoxCoder, score_thresh: float, nms_thresh: float,
                         topk_per_image: int) -> List[Dict[str, Tensor]]:
     """Detections from the predictor outputs (torchvision's ``postprocess_detections``).
@@ -121,22 +122,24 @@ def fast_rcnn_inference(pred_class_logits: Tensor, pred_proposal_deltas: Tensor,
     scores = F.softmax(pred_class_logits, dim=-1)[:, 1:]  # R, K
     all_proposals = torch.cat(proposals)
     boxes = box_coder.decode_single(pred_proposal_deltas, all_proposals)
-    boxes = boxes.view(len(scores), pred_proposal_deltas.shape[1] // 4, 4)  # R, K or 1, 4
+    boxes = boxes.reshape(-1, pred_proposal_deltas.shape[1] // 4, 4)  # R, K or 1, 4
     boxes = boxes.expand(-1, num_classes, -1)  # R, K, 4
     counts = [len(p) for p in proposals]
     return [_per_image(b, s, size, score_thresh, nms_thresh, topk_per_image)
-            for b, s, size in zip(boxes.split(counts), scores.split(counts), image_sizes)]
+            for b, s, size in zip(split_per_image(boxes, counts),
+                                  split_per_image(scores, counts), image_sizes)]
 
 
-def _per_image(boxes: Tensor, scores: Tensor, image_size: Tuple[int, int], score_thresh: float,
+def _per_image(boxes: Tensor, scores: Tensor, image_size: ImageSize, score_thresh: float,
                nms_thresh: float, topk: int) -> Dict[str, Tensor]:
     num_classes = scores.shape[1]
-    boxes = box_ops.clip_boxes_to_image(boxes, image_size).reshape(-1, 4)  # R*K, 4
-    labels = torch.arange(1, num_classes + 1, device=scores.device).repeat(len(scores))
+    boxes = clip_boxes(boxes, image_size).reshape(-1, 4)  # R*K, 4
+    labels = torch.arange(1, num_classes + 1, device=scores.device)
+    labels = labels.view(1, -1).expand_as(scores).reshape(-1)  # R*K: 1..K per RoI
     scores = scores.reshape(-1)
     keep = torch.nonzero(scores > score_thresh).squeeze(1)
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     keep = box_ops.remove_small_boxes(boxes, min_size=MIN_BOX_SIZE_TEST)
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-    keep = box_ops.batched_nms(boxes, scores, labels, nms_thresh)[:topk]
+    keep = batched_nms(boxes, scores, labels, num_classes + 1, nms_thresh)[:topk]
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}

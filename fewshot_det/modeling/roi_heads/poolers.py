@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 from torchvision.ops.boxes import box_area
 
+from ..traceable import is_tracing
+
 POOLER_TYPES = {"ROIAlign": False, "ROIAlignV2": True}  # name -> aligned (half-pixel shift)
 
 
@@ -76,12 +78,27 @@ class ROIPooler(nn.Module):
             return self._align(features[0], rois, self.scales[0])
         levels = assign_levels(rois[:, 1:], self.min_level, self.max_level,
                                canonical_box_size=self.canonical_box_size)
+        if is_tracing():
+            return self._traced_levels(features, rois, levels)
         out = features[0].new_zeros((len(rois), features[0].shape[1]) + self.output_size)
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             idx = torch.nonzero(levels == level).squeeze(1)
             if len(idx):
                 out[idx] = self._align(feature, rois[idx], scale).to(out.dtype)
         return out
+
+    def _traced_levels(self, features: List[Tensor], rois: Tensor, levels: Tensor) -> Tensor:
+        """``forward``'s level loop with no size taken as a number (``modeling.traceable``):
+        every level pools its RoIs, and the pieces go back into RoI order through the
+        inverse of the concatenated indices. Eagerly the loop above stays: the same values,
+        but another autograd graph would sum the FPN's gradients in another order and so
+        change training results in the last bits."""
+        pooled, order = [], []
+        for level, (feature, scale) in enumerate(zip(features, self.scales)):
+            idx = torch.nonzero(levels == level).squeeze(1)
+            pooled.append(self._align(feature, rois[idx], scale))
+            order.append(idx)
+        return torch.cat(pooled)[torch.cat(order).argsort()].to(features[0].dtype)
 
     def _align(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
         return roi_align(feature, rois, self.output_size, spatial_scale=scale,
@@ -90,5 +107,5 @@ class ROIPooler(nn.Module):
 
 def _rois_with_batch_index(boxes: List[Tensor]) -> Tensor:
     """[R, 5] rows (image index, x1, y1, x2, y2), torchvision's RoI format."""
-    ids = [torch.full((len(b), 1), i, dtype=b.dtype, device=b.device) for i, b in enumerate(boxes)]
+    ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
     return torch.cat([torch.cat(ids), torch.cat(boxes)], dim=1)

@@ -16,6 +16,7 @@ from ..backbone import ShapeSpec
 from ..losses import fast_rcnn_losses
 from ..registry import ROI_BOX_PREDICTOR_REGISTRY, ROI_HEADS_REGISTRY, lookup
 from ..sampling import match_boxes, sampled_indices
+from ..traceable import ImageSize
 from ..utils import upcast
 from .box_head import FastRCNNFCHead
 from .fast_rcnn import fast_rcnn_inference
@@ -120,21 +121,35 @@ class StandardROIHeads(nn.Module):
         if self.training:
             return [], fast_rcnn_losses(class_logits, deltas, gt_labels, gt_deltas,
                                         smooth_l1_beta=self.smooth_l1_beta)
-        return fast_rcnn_inference(
-            class_logits, deltas, proposals, images.image_sizes, box_coder=self.box_coder,
-            score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
-            topk_per_image=self.detections_per_image), {}
+        return self.postprocess(class_logits, deltas, proposals, images.image_sizes), {}
+
+    def box_features(self, features: Dict[str, Tensor], boxes: List[Tensor]) -> Tensor:
+        """Pooled, then box-head features of per-image boxes [R_i, 4]: float [R, D]."""
+        return self.box_head(self.pooler([features[f] for f in self.in_features], boxes))
+
+    def predict_boxes(self, box_features: Tensor) -> Tuple[Tensor, Tensor]:
+        """The predictor on box features [R, D].
+
+        Returns:
+            (class logits float [R, K+1], deltas float [R, 4K] or [R, 4]), float32 for
+            decoding under autocast.
+        """
+        class_logits, deltas = self.box_predictor(box_features)
+        return upcast(class_logits), upcast(deltas)
 
     def predict(self, features: Dict[str, Tensor], proposals: List[Tensor]
                 ) -> Tuple[Tensor, Tensor]:
-        """Raw predictor outputs for the given boxes.
+        """Raw predictor outputs for the given boxes (``box_features`` + ``predict_boxes``)."""
+        return self.predict_boxes(self.box_features(features, proposals))
 
-        Returns:
-            (class logits float [R, K+1], deltas float [R, 4K] or [R, 4])
-        """
-        pooled = self.pooler([features[f] for f in self.in_features], proposals)
-        class_logits, deltas = self.box_predictor(self.box_head(pooled))
-        return upcast(class_logits), upcast(deltas)  # float32 decoding under autocast
+    def postprocess(self, class_logits: Tensor, deltas: Tensor, proposals: List[Tensor],
+                    image_sizes: List[ImageSize]) -> List[Dict[str, Tensor]]:
+        """Detections of every image in the proposals' frame (``fast_rcnn_inference``):
+        {"boxes" [D, 4], "scores" [D], "labels" [D] in 1..K}."""
+        return fast_rcnn_inference(
+            class_logits, deltas, proposals, image_sizes, box_coder=self.box_coder,
+            score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
+            topk_per_image=self.detections_per_image)
 
     @torch.no_grad()
     def label_and_sample_proposals(self, proposals: List[Tensor],

@@ -8,8 +8,8 @@ from typing import Dict, List
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
 
+from ..traceable import batched_nms
 from .grid import cell_boxes_to_xyxy
 from .loss import GridPredictions
 
@@ -43,7 +43,8 @@ def decode_detections(preds: GridPredictions, *, image_size: int, score_thresh: 
         img_scores = scores[i].reshape(-1, num_classes)  # G*G*B, K
         box_idx, cls_idx = torch.nonzero(img_scores > score_thresh, as_tuple=True)
         kept_boxes, kept_scores = img_boxes[box_idx], img_scores[box_idx, cls_idx]
-        keep = batched_nms(kept_boxes, kept_scores, cls_idx, nms_thresh)[:max_detections]
+        keep = batched_nms(kept_boxes, kept_scores, cls_idx, num_classes,
+                           nms_thresh)[:max_detections]
         results.append({"boxes": kept_boxes[keep], "scores": kept_scores[keep],
                         "labels": cls_idx[keep] + 1})
     return results

@@ -4,7 +4,7 @@ Shape glossary: N images, C channels (3), H/W padded height/width, M GT boxes of
 D detections of one image.
 
 Shared by every meta-architecture, so that all of them read ``model(batch)`` inputs
-(see CONTEXT.md "Model I/O") the same way and reject bad targets with the same messages.
+(DESIGN: "Model") the same way and reject bad targets with the same messages.
 """
 from __future__ import annotations
 
