@@ -45,11 +45,11 @@ class DatasetMapper:
         self.keep_annotations = keep_annotations
 
     @classmethod
-    def from_config(cls, cfg, is_train: bool) -> "DatasetMapper":
+    def from_config(cls, cfg, is_train: bool, *, resize: bool = True) -> "DatasetMapper":
+        """The mapper of INPUT.*; ``resize`` False keeps test images at their original size
+        (sliced inference resizes each tile instead: ``engine.slicing.for_inference``)."""
         i = cfg.INPUT
-        transforms = transforms_from_config(cfg, is_train=is_train)
-        if not is_train and cfg.TEST.SLICE.ENABLED:
-            transforms = []  # engine.slicing cuts the original image into tiles
+        transforms = transforms_from_config(cfg, is_train=is_train) if resize or is_train else []
         if is_train and i.RESIZE_MODE == "fixed_square" and i.YOLO_AUG.ENABLED:
             from .yolo_transforms import build_yolo_train_transforms
 

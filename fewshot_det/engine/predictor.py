@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ..config import num_classes, num_classes_key, set_num_classes
-from ..data.transforms import transforms_from_config
 from .defaults import resolve_device
+from .slicing import image_detector
 
 # {class name: [(H x W x 3 uint8 image, box [x1, y1, x2, y2] in its pixels), ...]}
 SupportExamples = Dict[str, Sequence[Tuple[np.ndarray, Sequence[float]]]]
@@ -67,7 +67,7 @@ class Predictor:
         self.model = build_model(self.cfg).to(self.device).eval()
         if self.cfg.MODEL.WEIGHTS:
             load_weights(self.model, self.cfg.MODEL.WEIGHTS)
-        self.transforms = transforms_from_config(self.cfg, is_train=False)
+        self.detect = image_detector(self.cfg, self.model)
         if supports:
             self.set_supports(supports)
 
@@ -129,13 +129,8 @@ class Predictor:
             {"boxes": float32 [N, 4] XYXY in this image's pixels, "scores": [N],
              "labels": int64 [N] in 1..K, "class_names": list of N names (or None)}
         """
-        from .slicing import SlicedInference, run_on_images
-
         self._check_image(image)
-        if self.cfg.TEST.SLICE.ENABLED:  # overlapping full-resolution tiles
-            out = SlicedInference.from_config(self.cfg, self.model).detect(image)
-        else:
-            out = run_on_images(self.model, self.transforms, [image])[0]
+        out = self.detect(image)
         names = self.class_names
         out["class_names"] = [names[int(i) - 1] for i in out["labels"]] if names else None
         return out

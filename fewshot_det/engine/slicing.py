@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 from tqdm import tqdm
 
-from ..data.mapper import image_to_tensor
+from ..data.mapper import DatasetMapper, image_to_tensor
 from ..data.transforms import apply_transforms, transforms_from_config
 
 logger = logging.getLogger(__name__)
@@ -236,6 +236,23 @@ class SlicedInference(nn.Module):
                                 max_detections=self.max_detections)
 
 
-def sliced_if_configured(cfg, model: nn.Module) -> nn.Module:
-    """``model`` wrapped in ``SlicedInference`` when ``TEST.SLICE.ENABLED``, else itself."""
-    return SlicedInference.from_config(cfg, model) if cfg.TEST.SLICE.ENABLED else model
+# TEST.SLICE.ENABLED is read here and nowhere else: the model wrapping and the test
+# images' size (original, for tiles; or the test resize) are one decision.
+def for_inference(cfg, model: nn.Module) -> Tuple[nn.Module, DatasetMapper]:
+    """What runs a test set: the model (wrapped in ``SlicedInference`` when
+    ``TEST.SLICE.ENABLED``) and the mapper of its images (original size when sliced: each
+    tile gets the test resize; else the test resize)."""
+    if cfg.TEST.SLICE.ENABLED:
+        return (SlicedInference.from_config(cfg, model),
+                DatasetMapper.from_config(cfg, is_train=False, resize=False))
+    return model, DatasetMapper.from_config(cfg, is_train=False)
+
+
+def image_detector(cfg, model) -> Callable[[np.ndarray], Dict[str, Tensor]]:
+    """One H x W x 3 image (0-255, INPUT.FORMAT order) -> its detections in its pixels,
+    sliced when ``TEST.SLICE.ENABLED``, else through the test resize. ``model``: any
+    callable on model-input batches (a built model, an exported one)."""
+    if cfg.TEST.SLICE.ENABLED:
+        return SlicedInference.from_config(cfg, model).detect
+    transforms = transforms_from_config(cfg, is_train=False)
+    return lambda image: run_on_images(model, transforms, [image])[0]

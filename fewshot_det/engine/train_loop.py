@@ -98,11 +98,12 @@ def evaluate_model(cfg, model, *, tag: str = "inference") -> Dict[str, Dict[str,
     """Evaluate on each of ``DATASETS.TEST``; writes ``OUTPUT_DIR/<tag>/<dataset>/``."""
     all_metrics = {}
     state = rng_state()  # evaluation must not shift the training run's random stream
-    from .slicing import sliced_if_configured
+    from .slicing import for_inference
 
     for name in cfg.DATASETS.TEST:
-        loader, records, metadata = build_test_loader_from_config(cfg, name)
-        results = inference_on_dataset(sliced_if_configured(cfg, model), loader, metadata,
+        runner, mapper = for_inference(cfg, model)
+        loader, records, metadata = build_test_loader_from_config(cfg, name, mapper)
+        results = inference_on_dataset(runner, loader, metadata,
                                        desc=f"eval {name}")
         out_dir = os.path.join(cfg.OUTPUT_DIR, tag, dataset_dirname(name))
         all_metrics[name] = evaluate_and_save(records, metadata, results, out_dir,

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from ..config import get_cfg
-from ..data.transforms import transforms_from_config
 from ..engine.predictor import Predictor
+from ..engine.slicing import image_detector
 from ..modeling.preprocess import rescale_detections
 from .exporter import FORMAT_VERSION, METADATA_KEY, OUTPUTS
 
@@ -108,7 +108,7 @@ class ExportedPredictor(Predictor):
         self.cfg = cfg
         self.class_names = class_names or self.model.meta["class_names"]
         self.device = torch.device("cpu")
-        self.transforms = transforms_from_config(cfg, is_train=False)
+        self.detect = image_detector(cfg, self.model)
 
     def set_supports(self, supports) -> None:
         raise ValueError("an exported model has its class prototypes built in: export it "
