@@ -7,8 +7,9 @@
     python tools/train_net.py --config CFG --num-gpus 4        # DDP on one machine
     torchrun --nnodes 2 --nproc-per-node 8 ... tools/train_net.py --config CFG   # many machines
 
-Outputs in OUTPUT_DIR: config.yaml, log.txt, metrics.jsonl, model_XXXXXXX.pth,
-last_checkpoint, model_final.pth, inference/<dataset>/{metrics.json, predictions.json}.
+Outputs in OUTPUT_DIR: config.yaml, log.txt, metrics.jsonl, model_XXXXXXX.pth (full
+training state, for --resume), last_checkpoint, model_final.pth (weights, class names and
+config: the file to ship), inference/<dataset>/{metrics.json, predictions.json}.
 """
 import logging
 import os

@@ -7,6 +7,12 @@ A checkpoint holds only tensors and plain Python data, so it loads with
     rng         {"torch": ByteTensor, "cuda": [ByteTensor ...]}
     extra       anything else the caller stores (metadata, best metric ...)
 
+The file a finished run ships (``save_weights``, ``model_final.pth``) keeps only the
+``WEIGHTS`` states, iteration and extra: no optimizer state (twice the model's size with
+Adam), scheduler, scaler or RNG. ``--resume`` over it resumes the run as finished; the
+training loop keeps the full state beside it as the last periodic checkpoint, which
+``--resume`` with a larger SOLVER.MAX_ITER trains on from.
+
 A file is written through ``fewshot_det.utils.files.atomic_write_bytes`` (a unique temp
 file, fsync, rename), so a crash mid-save leaves the previous file and the pointer untouched.
 """
@@ -21,11 +27,15 @@ import torch
 
 from ..utils.files import atomic_write_bytes, atomic_write_text
 
-__all__ = ["POINTER", "Checkpointer", "atomic_write_bytes", "check_fresh_start",
-           "checkpoint_files", "save_atomic", "rng_state", "set_rng_state", "unwrap"]
+__all__ = ["FINAL", "POINTER", "WEIGHTS", "Checkpointer", "atomic_write_bytes",
+           "check_fresh_start", "checkpoint_files", "save_atomic", "rng_state",
+           "set_rng_state", "unwrap"]
 
 logger = logging.getLogger(__name__)
 POINTER = "last_checkpoint"
+FINAL = "model_final"
+# The states a finished run's file keeps: the weights and their running average.
+WEIGHTS = ("model", "ema")
 PERIODIC = re.compile(r"model_(\d{7,})\.pth")
 # atomic_write_bytes's temp name (mkstemp: 8 characters of [a-z0-9_]) for our own files
 STRAY_TEMP = re.compile(r"\.(model_\w+\.pth|last_checkpoint|config\.yaml)\.[a-z0-9_]{8}\.tmp")
@@ -91,7 +101,7 @@ def checkpoint_files(folder: str) -> List[str]:
     names = os.listdir(folder)
     periodic = sorted((f for f in names if PERIODIC.fullmatch(f)),
                       key=lambda f: int(PERIODIC.fullmatch(f).group(1)), reverse=True)
-    final = ["model_final.pth"] if "model_final.pth" in names else []
+    final = [f"{FINAL}.pth"] if f"{FINAL}.pth" in names else []
     return [os.path.join(folder, f) for f in final + periodic]
 
 
@@ -141,10 +151,14 @@ class Checkpointer:
         self._periodic: List[str] = []
         self.pending: Optional[Tuple[str, Dict[str, Any]]] = None  # see stage()
 
-    def _state(self, iteration: int, extra: Optional[dict]) -> Dict[str, Any]:
+    def _state(self, iteration: int, extra: Optional[dict], *,
+               training_state: bool = True) -> Dict[str, Any]:
         state = {k: (unwrap(v) if k == "model" else v).state_dict()
-                 for k, v in self.objects.items()}
-        state.update(iteration=iteration, rng=rng_state(), extra=extra or {})
+                 for k, v in self.objects.items() if k in WEIGHTS or training_state}
+        state["iteration"] = iteration
+        if training_state:
+            state["rng"] = rng_state()
+        state["extra"] = extra or {}
         return state
 
     def save(self, name: str, iteration: int, extra: Optional[dict] = None, *,
@@ -159,6 +173,23 @@ class Checkpointer:
         state = self._state(iteration, extra)
         self._check_finite(state, iteration)  # every rank: DDP replicas diverge together
         return self._write(name, state, periodic=periodic, update_pointer=update_pointer)
+
+    def save_weights(self, name: str, iteration: int, extra: Optional[dict] = None
+                     ) -> Optional[str]:
+        """Write ``<output_dir>/<name>.pth`` holding the ``WEIGHTS`` states, ``iteration``
+        and ``extra`` only, and point ``last_checkpoint`` at it (a finished run's file);
+        returns its path (None on non-main ranks).
+
+        Raises:
+            FloatingPointError: as ``save``.
+        """
+        state = self._state(iteration, extra, training_state=False)
+        self._check_finite(state, iteration)
+        return self._write(name, state, periodic=False, update_pointer=True)
+
+    def is_resumable(self, ckpt: Dict[str, Any]) -> bool:
+        """Whether ``ckpt`` holds every object's state (else it is a ``save_weights`` file)."""
+        return all(k in ckpt for k in self.objects)
 
     def stage(self, name: str, iteration: int, extra: Optional[dict] = None) -> None:
         """Take a copy of the periodic checkpoint ``name`` now and write it at ``commit``.
@@ -216,7 +247,7 @@ class Checkpointer:
                 f"--overwrite and a lower SOLVER.BASE_LR)")
 
     def _check_finite(self, state: Dict[str, Any], iteration: int) -> None:
-        bad, total = non_finite_tensors({k: state[k] for k in self.objects})
+        bad, total = non_finite_tensors({k: state[k] for k in self.objects if k in state})
         if not bad:
             return
         advice = self.divergence_advice()
@@ -251,11 +282,19 @@ class Checkpointer:
                            if files else "no checkpoint to resume from")
         return files[0] if files else None
 
-    def read_latest(self) -> Optional[Tuple[str, Dict[str, Any]]]:
+    def read_latest(self, *, skip_final: bool = False
+                    ) -> Optional[Tuple[str, Dict[str, Any]]]:
         """(path, checkpoint) of the newest readable checkpoint (``last_checkpoint`` first,
         then ``checkpoint_files``); an unreadable (truncated) file is skipped with a warning.
-        None when the folder holds no checkpoint.
+        A finished run's ``model_final.pth`` may hold the weights only (``is_resumable``
+        tells).
 
+        Args:
+            skip_final: leave ``model_final.pth`` out (to train on past a finished run from
+                its newest periodic checkpoint).
+        Returns:
+            None when the folder holds no checkpoint (besides ``model_final.pth`` with
+            ``skip_final``).
         Raises:
             ValueError: checkpoints exist but none is readable (training must not start
                 again from zero over them).
@@ -264,6 +303,10 @@ class Checkpointer:
         if first is None:
             return None
         candidates = [first] + [p for p in checkpoint_files(self.output_dir) if p != first]
+        if skip_final:
+            candidates = [p for p in candidates if os.path.basename(p) != f"{FINAL}.pth"]
+            if not candidates:
+                return None
         for path in candidates:
             try:
                 ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -272,7 +315,8 @@ class Checkpointer:
                                path, type(e).__name__, str(e).strip().splitlines()[0][:200]
                                if str(e).strip() else "")
                 continue
-            return path, self._check_objects(ckpt, path)
+            final = os.path.basename(path) == f"{FINAL}.pth"
+            return path, self._check_objects(ckpt, path, weights_only_ok=final)
         raise ValueError(f"--resume: none of the {len(candidates)} checkpoints in "
                          f"{self.output_dir} is readable; move them away to start again")
 
@@ -307,21 +351,27 @@ class Checkpointer:
         return self._check_objects(torch.load(path, map_location="cpu", weights_only=True),
                                    path)
 
-    def _check_objects(self, ckpt: Dict[str, Any], path: str) -> Dict[str, Any]:
-        missing = [k for k in self.objects if k not in ckpt]
+    def _check_objects(self, ckpt: Dict[str, Any], path: str, *,
+                       weights_only_ok: bool = False) -> Dict[str, Any]:
+        needed = [k for k in self.objects if k in WEIGHTS or not weights_only_ok]
+        missing = [k for k in needed if k not in ckpt]
         if missing:
             raise ValueError(f"checkpoint {path} lacks {missing}: not a resumable training "
                              "checkpoint (use MODEL.WEIGHTS to start from its weights)")
         return ckpt
 
     def restore(self, ckpt: Dict[str, Any], path: str) -> None:
-        """Load every object's state and the RNG state from ``ckpt`` (read from ``path``).
+        """Load every object's state and the RNG state from ``ckpt`` (read from ``path``);
+        of a ``save_weights`` file (``read_latest`` returns one), the ``WEIGHTS`` states.
 
         Raises:
             ValueError: a state does not fit its object (another architecture or class
                 count), naming the checkpoint and the object.
         """
+        finished = not self.is_resumable(ckpt)
         for k, obj in self.objects.items():
+            if finished and k not in WEIGHTS:
+                continue  # a finished run's file: no optimizer state, nothing to continue
             try:
                 (unwrap(obj) if k == "model" else obj).load_state_dict(ckpt[k])
             except (RuntimeError, ValueError, KeyError) as e:
@@ -330,7 +380,8 @@ class Checkpointer:
                                  f"({first}); the checkpoint was written with another MODEL "
                                  f"or SOLVER config: use another OUTPUT_DIR or the old "
                                  f"values") from e
-        set_rng_state(ckpt["rng"])
+        if "rng" in ckpt:
+            set_rng_state(ckpt["rng"])
         self._periodic = sorted(
             os.path.join(self.output_dir, f) for f in os.listdir(self.output_dir)
             if f.startswith("model_") and f[6:-4].isdigit() and f.endswith(".pth"))

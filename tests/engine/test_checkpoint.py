@@ -97,3 +97,26 @@ def test_atomic_writes_use_unique_temp_names(tmp_path, monkeypatch):
         atomic_write_bytes(str(tmp_path / "model_0000001.pth"), lambda f: f.write(b"x"))
     assert len(set(seen)) == 2
     assert all(STRAY_TEMP.fullmatch(n) for n in seen)  # what remove_stray_temp_files removes
+
+
+def test_a_finished_runs_weights_file_resumes_as_finished_only(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    objects = {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}
+    ck = Checkpointer(str(tmp_path), objects)
+    ck.save("model_0000003", 4, periodic=True)
+    with torch.no_grad():
+        model.weight.fill_(7)
+    ck.save_weights("model_final", 6, {"thing_classes": ["a"]})
+    final = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert sorted(final) == ["extra", "iteration", "model"]
+    assert open(tmp_path / "last_checkpoint").read() == "model_final.pth"
+    fresh = Checkpointer(str(tmp_path), {"model": torch.nn.Linear(2, 2), "optimizer":
+                                         objects["optimizer"]})
+    path, ckpt = fresh.read_latest()
+    assert path.endswith("model_final.pth") and not fresh.is_resumable(ckpt)
+    fresh.restore(ckpt, path)  # the weights only
+    assert torch.equal(fresh.objects["model"].weight, torch.full((2, 2), 7.0))
+    path, ckpt = fresh.read_latest(skip_final=True)
+    assert path.endswith("model_0000003.pth") and fresh.is_resumable(ckpt)
+    with pytest.raises(ValueError, match=r"model_final\.pth lacks \['optimizer'\]"):
+        fresh.read(str(tmp_path / "model_final.pth"))  # not a training checkpoint

@@ -74,8 +74,9 @@ def test_outputs_and_keep_last_n(voc_spec, tmp_path):
     cfg = make_cfg(voc_spec, tmp_path, MAX_ITER=10, CHECKPOINT_PERIOD=2, MAX_TO_KEEP=2)
     train_loop.train(cfg, toy())
     files = sorted(os.listdir(tmp_path))
-    assert [f for f in files if f.startswith("model_0")] == ["model_0000005.pth",
-                                                            "model_0000007.pth"]
+    # the full state at the end (model_0000009) counts among the MAX_TO_KEEP periodic ones
+    assert [f for f in files if f.startswith("model_0")] == ["model_0000007.pth",
+                                                            "model_0000009.pth"]
     assert "model_final.pth" in files and open(tmp_path / "last_checkpoint").read() == \
         "model_final.pth"
     lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
@@ -85,6 +86,55 @@ def test_outputs_and_keep_last_n(voc_spec, tmp_path):
     assert lines[-1]["lr"] == pytest.approx(0.005)  # after the step at 5, gamma 0.1
     ckpt = torch.load(tmp_path / "model_final.pth", weights_only=True)
     assert ckpt["iteration"] == 10 and ckpt["extra"]["thing_classes"] == ["dog"]
+
+
+def test_model_final_holds_weights_class_names_and_config_only(voc_spec, tmp_path):
+    from fewshot_det.checkpoint.class_names import saved_class_names
+
+    cfg = make_cfg(voc_spec, tmp_path)
+    model = toy()
+    train_loop.train(cfg, model)
+    final = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert sorted(final) == ["ema", "extra", "iteration", "model"]  # no optimizer, RNG ...
+    assert final["iteration"] == 8 and final["extra"]["config"] == cfg.dump()
+    assert saved_class_names(str(tmp_path / "model_final.pth")) == ["dog"]
+    shipped = toy(seed=1)
+    shipped.load_state_dict(final["model"])  # strict: every weight, nothing else
+    for k, v in model.state_dict().items():
+        assert torch.equal(shipped.state_dict()[k], v), k
+    # the full state stays beside it, for --resume
+    last = torch.load(tmp_path / "model_0000007.pth", weights_only=True)
+    assert {"optimizer", "scheduler", "rng"} <= set(last) and last["iteration"] == 8
+
+
+def test_a_finished_run_resumes_as_finished_or_trains_on(voc_spec, tmp_path, monkeypatch):
+    full = toy()
+    train_loop.train(make_cfg(voc_spec, tmp_path / "full"), full)
+    cfg = make_cfg(voc_spec, tmp_path / "short", MAX_ITER=6)
+    train_loop.train(cfg, toy())
+    # a larger MAX_ITER trains on from the full state: as if it had never stopped
+    longer = make_cfg(voc_spec, tmp_path / "short")
+    extended = toy(seed=1)
+    train_loop.train(longer, extended, resume=True)
+    for k, v in full.state_dict().items():
+        assert torch.equal(extended.state_dict()[k], v), k
+    # resumed again, the finished run loads its weights and trains nothing, writes nothing
+    files = {f: (tmp_path / "short" / f).read_bytes() for f in os.listdir(tmp_path / "short")
+             if f.endswith(".pth")}
+    monkeypatch.setattr(train_loop, "train_step", None)
+    again = toy(seed=2)
+    train_loop.train(longer, again, resume=True)
+    for k, v in full.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
+    assert {f: (tmp_path / "short" / f).read_bytes() for f in files} == files
+    # without the full state, it cannot train on
+    for f in files:
+        if f.startswith("model_0"):
+            os.remove(tmp_path / "short" / f)
+    with pytest.raises(ValueError, match=r"model_final\.pth holds the weights of a run "
+                                         r"finished at iteration 8, not its optimizer state"):
+        train_loop.train(make_cfg(voc_spec, tmp_path / "short", MAX_ITER=9), toy(),
+                         resume=True)
 
 
 def test_nan_guard_names_iteration_terms_and_images(voc_spec, tmp_path):
@@ -180,14 +230,15 @@ def test_a_fresh_start_never_replaces_an_earlier_runs_checkpoints(voc_spec, tmp_
     before = {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path) if f.endswith(".pth")}
     assert "model_final.pth" in before and "model_0000005.pth" in before
     with pytest.raises(ValueError, match=r"holds the checkpoints of a run \(model_final\.pth, "
-                                         r"model_0000005\.pth.*--resume.*--overwrite"):
+                                         r"model_0000007\.pth, model_0000005\.pth.*--resume"
+                                         r".*--overwrite"):
         train_loop.train(cfg, toy(seed=1))
     assert {f: (tmp_path / f).read_bytes() for f in before} == before
     # --overwrite starts over: the earlier run's files are gone, not mixed with the new ones
     short = make_cfg(voc_spec, tmp_path, MAX_ITER=4, STEPS=(3,))
     train_loop.train(short, toy(seed=1), overwrite=True)
     assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == [
-        "model_0000002.pth", "model_final.pth"]
+        "model_0000002.pth", "model_0000003.pth", "model_final.pth"]
     assert torch.load(tmp_path / "model_final.pth", weights_only=True)["iteration"] == 4
 
 
