@@ -32,10 +32,6 @@ class Metadata:
     def as_dict(self) -> Dict[str, Any]:
         return dict(vars(self))
 
-    @property
-    def contiguous_id_to_dataset_id(self) -> Dict[int, int]:
-        return {v: k for k, v in self.thing_dataset_id_to_contiguous_id.items()}
-
     def __repr__(self) -> str:
         return f"Metadata({self.as_dict()})"
 

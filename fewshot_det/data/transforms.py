@@ -15,7 +15,6 @@ pretrained model gives its own detections only on the inputs it was made for:
 """
 from __future__ import annotations
 
-import math
 from typing import List, Sequence, Tuple
 
 import cv2
@@ -39,11 +38,6 @@ def torchvision_scale(h: int, w: int, short: int, max_size: int) -> float:
     """torchvision's resize factor: min(short / min side, max_size / max side), in double
     as its eager ``_resize_image_and_masks``; the new sizes are floor(side * factor)."""
     return min(short / min(h, w), max_size / max(h, w))
-
-
-def torchvision_size(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
-    scale = torchvision_scale(h, w, short, max_size)
-    return math.floor(h * scale), math.floor(w * scale)
 
 
 def _scale_boxes(boxes: np.ndarray, h: int, w: int, new_h: int, new_w: int) -> np.ndarray:
