@@ -105,30 +105,43 @@ def checkpoint_files(folder: str) -> List[str]:
     return [os.path.join(folder, f) for f in final + periodic]
 
 
-def check_fresh_start(folder: str, *, overwrite: bool = False) -> None:
+# What a fresh start with --overwrite deletes besides the checkpoints: the pointer, the best
+# weights and the logs of the run it replaces (a new run's metrics.jsonl would otherwise
+# continue the old one's lines).
+RUN_FILES = (POINTER, "model_best.pth", "metrics.jsonl")
+
+
+def check_fresh_start(folder: str, *, overwrite: bool = False, logs: bool = False
+                      ) -> List[str]:
     """Make ``folder`` ready for a run starting at iteration 0.
 
     A fresh start over another run's checkpoints would replace them one by one (and leave
     its later ones behind to confuse a later ``--resume``), so it needs ``overwrite``,
-    which deletes them and the pointer first.
+    which deletes them, the pointer, ``model_best.pth`` and ``metrics.jsonl`` first (and
+    ``log.txt`` with ``logs``: only before this process logs into it).
 
+    Returns:
+        the names of the files deleted.
     Raises:
         ValueError: ``folder`` holds checkpoints and ``overwrite`` is False.
     """
     found = checkpoint_files(folder)
     if not found:
-        return
+        return []
     names = [os.path.basename(f) for f in found]
     if not overwrite:
         raise ValueError(
             f"{folder} holds the checkpoints of a run ({', '.join(names[:3])}"
             f"{' ...' if len(names) > 3 else ''}): continue it with --resume, start it over "
             f"with --overwrite (deletes them), or set another OUTPUT_DIR")
-    for path in found + [os.path.join(folder, POINTER), os.path.join(folder, "model_best.pth")]:
-        if os.path.exists(path):
-            os.remove(path)
-    logger.warning("--overwrite: deleted %d checkpoint(s) of the previous run in %s: %s",
-                   len(found), folder, ", ".join(names))
+    extra = RUN_FILES + (("log.txt",) if logs else ())
+    deleted = found + [p for p in (os.path.join(folder, f) for f in extra) if os.path.exists(p)]
+    for path in deleted:
+        os.remove(path)
+    deleted = [os.path.basename(p) for p in deleted]
+    logger.warning("--overwrite: deleted the previous run's files in %s: %s", folder,
+                   ", ".join(deleted))
+    return deleted
 
 
 class Checkpointer:

@@ -64,6 +64,8 @@ def run_tool(main: Callable, *args: Any, debug: bool = False) -> int:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
         return 2
+    finally:
+        release_output_dirs()
     return result if isinstance(result, int) else 0
 
 
@@ -144,22 +146,56 @@ def _saved_seed(output_dir: str) -> Optional[int]:
     return seed if isinstance(seed, int) and seed >= 0 else None
 
 
-def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
-    """Logging, seed, ``OUTPUT_DIR/config.yaml``; returns cfg with the seed actually used.
+_TOOL_LOCKS: list = []  # run locks taken by default_setup, released when the tool ends
 
-    With ``args.resume`` over a folder holding checkpoints, a negative SEED takes the
-    saved run's seed, and config.yaml is left for ``train`` to write once it has compared
-    the saved config with this one (``engine.resume_config``).
+
+def hold_output_dir(output_dir: str) -> None:
+    """Take ``output_dir``'s run lock (``engine.run_lock``) until the tool ends
+    (``run_tool``; at exit otherwise), before anything is written there: a second run is
+    refused with its files untouched."""
+    import atexit
+
+    from .run_lock import RunLock
+
+    lock = RunLock(output_dir)
+    lock.acquire()
+    _TOOL_LOCKS.append(lock)
+    atexit.register(lock.release)
+
+
+def release_output_dirs() -> None:
+    """Release the run locks ``hold_output_dir`` took in this process."""
+    while _TOOL_LOCKS:
+        _TOOL_LOCKS.pop().release()
+
+
+def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
+    """Run lock, logging, seed, ``OUTPUT_DIR/config.yaml``; returns cfg with the seed
+    actually used.
+
+    The lock comes first, then the refusal of (or with ``--overwrite`` the deletion of, each
+    file listed) an earlier run's files: a refused run writes nothing. With ``args.resume``
+    over a folder holding checkpoints, a negative SEED takes the saved run's seed, and
+    config.yaml is left for ``train`` to write once it has compared the saved config with
+    this one (``engine.resume_config``).
     """
     from .checkpoint import check_fresh_start, checkpoint_files
     from .comm import get_rank, is_main_process
 
+    if is_main_process():
+        hold_output_dir(cfg.OUTPUT_DIR)
     has_checkpoints = bool(checkpoint_files(cfg.OUTPUT_DIR))
     resuming = bool(getattr(args, "resume", False)) and has_checkpoints
-    if has_checkpoints and not resuming and not getattr(args, "overwrite", False) \
-            and not getattr(args, "eval_only", False):
-        check_fresh_start(cfg.OUTPUT_DIR)  # refused before its log or config.yaml is touched
+    eval_only = getattr(args, "eval_only", False)
+    deleted: List[str] = []
+    if has_checkpoints and not resuming and not eval_only:
+        overwrite = getattr(args, "overwrite", False)
+        if not overwrite or is_main_process():
+            deleted = check_fresh_start(cfg.OUTPUT_DIR, overwrite=overwrite, logs=True)
     setup_logging(cfg.OUTPUT_DIR, get_rank())
+    if deleted:
+        logger.warning("--overwrite: started over in %s, deleted: %s", cfg.OUTPUT_DIR,
+                       ", ".join(deleted))
     saved_seed = _saved_seed(cfg.OUTPUT_DIR) if resuming and cfg.SEED < 0 else None
     seed = seed_all(cfg.SEED if saved_seed is None else saved_seed)
     if seed != cfg.SEED:
@@ -168,8 +204,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
         cfg.freeze()
     logger.info("command line: %s", " ".join(sys.argv))
     logger.info("seed: %d", seed)
-    if is_main_process() and not resuming and not (has_checkpoints and
-                                                    getattr(args, "eval_only", False)):
+    if is_main_process() and not resuming and not (has_checkpoints and eval_only):
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
         with open(path, "w") as f:

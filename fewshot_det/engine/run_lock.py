@@ -6,6 +6,10 @@ Two runs writing one folder would overwrite each other's checkpoints, pointer an
 complete temp file), so a reader never sees a half-written lock. A lock whose pid is no
 longer alive on this host (a killed run) is stale and taken over with a warning; a lock of
 another host cannot be checked and always refuses.
+
+The lock is re-entrant within a process: a tool takes it before it writes anything into the
+folder (``engine.defaults.default_setup``: log, config.yaml), and ``train`` takes it again;
+the folder is released when the outermost holder releases it.
 """
 from __future__ import annotations
 
@@ -15,12 +19,13 @@ import os
 import socket
 import tempfile
 import time
-from typing import Optional
+from typing import Dict, Optional
 
 __all__ = ["LOCK_NAME", "OutputDirInUse", "RunLock"]
 
 logger = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
+_HELD: Dict[str, int] = {}  # lock path -> how many RunLocks of this process hold it
 
 
 class OutputDirInUse(ValueError):
@@ -81,10 +86,16 @@ class RunLock:
         return owner if isinstance(owner, dict) else None
 
     def acquire(self) -> None:
+        key = os.path.realpath(self.path)
+        if _HELD.get(key):  # this process owns the folder already (re-entrant)
+            _HELD[key] += 1
+            self.held = True
+            return
         os.makedirs(self.output_dir, exist_ok=True)
         for _ in range(3):
             if self._create():
                 self.held = True
+                _HELD[key] = 1
                 return
             owner = self.read()
             if owner is None and os.path.exists(self.path):
@@ -107,11 +118,17 @@ class RunLock:
 
     def release(self) -> None:
         """Remove the lock if this process still owns it (it may have been taken over)."""
-        if self.held:
-            owner = self.read()
-            if owner is not None and all(owner.get(k) == self.owner[k] for k in ("pid", "host")):
-                os.remove(self.path)
-            self.held = False
+        if not self.held:
+            return
+        self.held = False
+        key = os.path.realpath(self.path)
+        _HELD[key] = _HELD.get(key, 1) - 1
+        if _HELD[key] > 0:
+            return
+        del _HELD[key]
+        owner = self.read()
+        if owner is not None and all(owner.get(k) == self.owner[k] for k in ("pid", "host")):
+            os.remove(self.path)
 
     def __enter__(self) -> "RunLock":
         self.acquire()

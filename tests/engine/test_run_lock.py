@@ -81,3 +81,28 @@ def test_lock_is_released_when_training_raises(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_loop.train(cfg, torch.nn.Linear(1, 1))
     assert not os.path.exists(tmp_path / ".lock")
+
+
+def test_a_refused_run_writes_nothing_into_the_live_runs_folder(tmp_path, holder):
+    import argparse
+
+    from fewshot_det.engine.defaults import default_setup
+
+    (tmp_path / "config.yaml").write_text("SOLVER:\n  BASE_LR: 0.02\n")
+    (tmp_path / "log.txt").write_text("the live run's log\n")
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    cfg.SOLVER.BASE_LR = 0.5
+    cfg.freeze()
+    with pytest.raises(OutputDirInUse, match="is in use by another run"):
+        default_setup(cfg, argparse.Namespace(resume=False, overwrite=False, eval_only=False))
+    assert (tmp_path / "config.yaml").read_text() == "SOLVER:\n  BASE_LR: 0.02\n"
+    assert (tmp_path / "log.txt").read_text() == "the live run's log\n"
+
+
+def test_the_lock_is_reentrant_within_a_process(tmp_path):
+    with RunLock(str(tmp_path)):
+        with RunLock(str(tmp_path)):  # the tool's setup, then train, in one process
+            pass
+        assert (tmp_path / ".lock").exists()  # the outer holder still owns the folder
+    assert not (tmp_path / ".lock").exists()

@@ -259,6 +259,29 @@ def test_default_setup_refuses_before_touching_an_earlier_run(voc_spec, tmp_path
     assert (tmp_path / "config.yaml").read_text() == "earlier run\n"  # evaluation only
 
 
+def test_overwrite_lists_what_it_deletes_and_starts_the_logs_anew(voc_spec, tmp_path, caplog):
+    import argparse
+
+    from fewshot_det.engine.defaults import default_setup, release_output_dirs
+
+    cfg = make_cfg(voc_spec, tmp_path)
+    earlier = ["model_final.pth", "model_0000005.pth", "model_best.pth", "last_checkpoint",
+               "metrics.jsonl", "log.txt"]
+    for name in earlier:
+        (tmp_path / name).write_text("earlier run\n")
+    (tmp_path / "notes.txt").write_text("the user's\n")
+    args = argparse.Namespace(resume=False, overwrite=True, eval_only=False)
+    with caplog.at_level("WARNING"):
+        default_setup(cfg, args)
+    release_output_dirs()
+    warned = "\n".join(r.getMessage() for r in caplog.records)
+    assert all(name in warned for name in earlier), warned
+    assert not any((tmp_path / n).exists() for n in earlier if n != "log.txt")
+    log = tmp_path / "log.txt"  # a new log (none when this process logs elsewhere already)
+    assert not log.exists() or "earlier run" not in log.read_text()
+    assert (tmp_path / "notes.txt").read_text() == "the user's\n"  # not a run file
+
+
 def test_blown_up_but_finite_weights_never_reach_a_checkpoint(voc_spec, tmp_path, monkeypatch):
     # The step of iteration 4 leaves finite weights 1e4 times too large (a much too large LR):
     # every later loss is finite but huge. The checkpoints staged from those weights are
