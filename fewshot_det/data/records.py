@@ -7,7 +7,6 @@ one warning; ``box_policy="strict"`` turns them into errors instead.
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -146,14 +145,36 @@ def find_class_list(*folders: str) -> List[str]:
     return []
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: the fewest single-character insertions, deletions and
+    substitutions that turn ``a`` into ``b``."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1,
+                               previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def is_typo_of(name: str, other: str) -> bool:
+    """``name`` is ``other`` with a typo: at most 2 character edits, and at most a fifth of
+    the longer name (case ignored). A whole word more or less, or another word in its
+    place ("greenstraight" / "redstraight", "cat" / "car"), is a different name."""
+    a, b = name.lower(), other.lower()
+    distance = edit_distance(a, b)
+    return 0 < distance <= 2 and distance * 5 <= max(len(a), len(b))
+
+
 def warn_lookalike_classes(files_by_class: Mapping[str, Sequence[str]], source: str
                            ) -> List[str]:
     """Warn about rare class names that look like a frequent one (a misspelt label).
 
     Without a ``classes.txt`` every name in the annotations becomes a class, so a typo
     ("insulater" once among 500 "insulator") silently adds a class with one instance. A
-    name is suspect when a name at least 5 times as frequent is close to it (difflib ratio
-    >= 0.8, case ignored).
+    name is suspect when a name at least 5 times as frequent differs from it by a typo
+    (``is_typo_of``).
 
     Args:
         files_by_class: class name -> the annotation file of each of its instances.
@@ -164,11 +185,11 @@ def warn_lookalike_classes(files_by_class: Mapping[str, Sequence[str]], source: 
     counts = {name: len(files) for name, files in files_by_class.items()}
     suspects = []
     for name, n in sorted(counts.items()):
-        frequent = {o.lower(): o for o in counts if o != name and counts[o] >= 5 * n}
-        close = difflib.get_close_matches(name.lower(), list(frequent), n=1, cutoff=0.8)
+        close = sorted((edit_distance(name.lower(), o.lower()), o) for o in counts
+                       if counts[o] >= 5 * n and is_typo_of(name, o))
         if not close:
             continue
-        like = frequent[close[0]]
+        like = close[0][1]
         shown = sorted(set(files_by_class[name]))
         suspects.append(name)
         logger.warning(

@@ -233,6 +233,31 @@ def test_a_misspelt_class_without_classes_txt_is_a_counted_warning(tmp_path, cap
             "(6 instances)") in warned[0] and "classes.txt" in warned[0]
 
 
+def test_names_that_differ_by_a_whole_word_are_not_flagged(tmp_path, caplog):
+    from fewshot_det.data.readers.voc import voc_class_names
+
+    # a public traffic-light set: two real classes, one 5x rarer than the other
+    images = {f"im{i}": (40, 40, [("redstraight", [2, 2, 20, 20], 0)]) for i in range(10)}
+    images["im10"] = (40, 40, [("greenstraight", [2, 2, 20, 20], 0)])
+    images["im11"] = (40, 40, [("redstraigth", [2, 2, 20, 20], 0)])  # a real typo
+    root = make_voc(tmp_path / "voc", images)
+    with caplog.at_level("WARNING"):
+        voc_class_names(root)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "class 'redstraigth'" in warned[0], warned
+
+
+def test_typo_rule():
+    from fewshot_det.data.records import edit_distance, is_typo_of
+
+    assert edit_distance("insulater", "insulator") == 1
+    assert edit_distance("greenstraight", "redstraight") == 3
+    assert is_typo_of("insulater", "insulator") and is_typo_of("Bird_nest", "bird_nests")
+    assert not is_typo_of("greenstraight", "redstraight")
+    assert not is_typo_of("cat", "car")  # one letter of three: another word
+    assert not is_typo_of("damper", "Damper")  # case alone is no typo: the same name
+
+
 def test_distinct_classes_of_similar_names_are_not_flagged(tmp_path, caplog):
     from fewshot_det.data.readers.voc import voc_class_names
 
