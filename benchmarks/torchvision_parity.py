@@ -3,6 +3,7 @@
 detections at every image size?
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/torchvision_parity.py [--min-size 800 --max-size 1333]
+        [--model fasterrcnn_mobilenet_v3_large_fpn | fasterrcnn_mobilenet_v3_large_320_fpn]
 
 A randomly initialised torchvision model (batch norms and logits perturbed so that scores
 spread, as in tests/modeling/torchvision_fixtures.py) is saved, loaded through
@@ -13,6 +14,10 @@ elsewhere). Per size: torchvision's detection count, how many ours reproduces (s
 label, IoU > 0.99, score within 1e-3), whether ours has the same labels,
 and, matching each of torchvision's detections to ours of its label with the nearest box,
 the largest box (px) and score differences; in float32 and float64.
+
+``--model`` takes torchvision's MobileNetV3-Large detectors instead (perturbed as in
+tests/mobilenet_fixtures.py, read through configs/torchvision/faster_rcnn_mobilenet_v3_large
+_FPN.yaml or _320_FPN.yaml; sizes default to the model's own).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "modeling"))  # torchvision_fixtures
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # mobilenet_fixtures
 
 from machine import cpu_name  # noqa: E402 (benchmarks/machine.py)
 
@@ -34,10 +40,34 @@ SIZES = [(120, 160), (480, 640), (250, 1000), (701, 333), (191, 251), (1000, 250
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--min-size", type=int, default=800)
-    p.add_argument("--max-size", type=int, default=1333)
+    p.add_argument("--model", default="fasterrcnn_resnet50_fpn", choices=MODELS)
+    p.add_argument("--min-size", type=int, default=None, help="default: the model's")
+    p.add_argument("--max-size", type=int, default=None, help="default: the model's")
     p.add_argument("--output", default="output/torchvision_parity")
     return p.parse_args(argv)
+
+
+# torchvision's model name -> the variant in tests/mobilenet_fixtures.py (None: the R-50)
+MODELS = {"fasterrcnn_resnet50_fpn": None, "fasterrcnn_mobilenet_v3_large_fpn": "800",
+          "fasterrcnn_mobilenet_v3_large_320_fpn": "320"}
+
+
+def reference_model(name: str, weights: str, min_size, max_size):
+    """(torchvision's model with perturbed random weights, written to ``weights``; our
+    config of it; its min and max size)."""
+    from torchvision_fixtures import CONFIG, torchvision_model
+
+    variant = MODELS[name]
+    if variant is None:
+        min_size, max_size = min_size or 800, max_size or 1333
+        return torchvision_model(weights, min_size=min_size, max_size=max_size), CONFIG, \
+            min_size, max_size
+    from mobilenet_fixtures import VARIANTS, torchvision_mobilenet
+
+    sizes = {"800": (800, 1333), "320": (320, 640)}[variant]
+    min_size, max_size = min_size or sizes[0], max_size or sizes[1]
+    tv = torchvision_mobilenet(weights, variant, min_size=min_size, max_size=max_size)
+    return tv, VARIANTS[variant][1], min_size, max_size
 
 
 def matched(expected, got) -> int:
@@ -83,22 +113,23 @@ def main(argv=None) -> str:
     import numpy as np
     import torch
     import fewshot_det
-    from torchvision_fixtures import CONFIG, to_float64, torchvision_model
+    from torchvision_fixtures import to_float64
 
     args = parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
-    weights = os.path.join(args.output, "fasterrcnn_resnet50_fpn_random.pth")
-    tv = torchvision_model(weights, min_size=args.min_size, max_size=args.max_size)
+    weights = os.path.join(args.output, f"{args.model}_random.pth")
+    tv, config, min_size, max_size = reference_model(args.model, weights, args.min_size,
+                                                     args.max_size)
     predictors = {}
     for backend in ("torchvision", "opencv"):
         cfg = fewshot_det.get_cfg()
-        cfg.merge_from_file(CONFIG)
+        cfg.merge_from_file(config)
         cfg.merge_from_list(["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu",
-                             "INPUT.MIN_SIZE_TEST", str(args.min_size),
-                             "INPUT.MAX_SIZE_TEST", str(args.max_size),
+                             "INPUT.MIN_SIZE_TEST", str(min_size),
+                             "INPUT.MAX_SIZE_TEST", str(max_size),
                              "INPUT.RESIZE_BACKEND", backend])
         predictors[backend] = fewshot_det.Predictor(cfg)
-    lines = [f"short side {args.min_size}, long side <= {args.max_size} ({cpu_name()})", "",
+    lines = [f"{args.model}: short side {min_size}, long side <= {max_size} ({cpu_name()})", "",
              "| image h x w | resize | dtype | torchvision detections | reproduced | "
              "same labels | max box diff (px) | max score diff |",
              "|---|---|---|---|---|---|---|---|"]
@@ -122,7 +153,8 @@ def main(argv=None) -> str:
             predictor.model = kept
             lines.append(f"| {h} x {w} | {backend} | {name} | {compare(expected, got)} |")
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(args.output, "torchvision_parity.md"), "w") as f:
+    name = "" if MODELS[args.model] is None else "_" + args.model
+    with open(os.path.join(args.output, f"torchvision_parity{name}.md"), "w") as f:
         f.write(text)
     print(text)
     return text

@@ -9,6 +9,7 @@ format                      rows        classes (our labels 1..K)
 ==========================  ==========  =================================================
 ``torchvision_detection``   91          COCO category ids 1..90 (background first); the
                                         10 ids COCO leaves unused are named ``N/A <id>``
+                                        (also ``torchvision_mobilenet_detection``)
 ``detectron2``              81          COCO's 80 classes in category-id order
 ==========================  ==========  =================================================
 
@@ -25,6 +26,8 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 CLS_SCORE = "roi_heads.box_predictor.cls_score.weight"
+# The formats of torchvision's detection checkpoints (checkpoint.convert).
+TORCHVISION_DETECTION = ("torchvision_detection", "torchvision_mobilenet_detection")
 
 
 def coco_category_names() -> List[str]:
@@ -61,7 +64,7 @@ def layout_class_names(fmt: str, converted: Dict[str, Tensor]) -> Optional[List[
     """
     cls = converted.get(CLS_SCORE)
     rows = None if cls is None else int(cls.shape[0])
-    if fmt == "torchvision_detection" and rows == 91:
+    if fmt in TORCHVISION_DETECTION and rows == 91:
         names = coco_category_names()
     elif fmt == "detectron2" and rows == 81:
         names = coco_80_names()

@@ -10,11 +10,21 @@ format                      example names                                  maps 
 ``torchvision_detection``   rpn.head.conv.0.0.weight,                      whole detector
                             roi_heads.box_head.fc6.weight
 ``torchvision_resnet``      layer1.0.conv1.weight, fc.weight               backbone.body.*
+``torchvision_mobilenet``   features.0.0.weight, classifier.0.weight       backbone.body.
+                            (ImageNet MobileNetV3)                         features.*
 ``detectron2``              res2.0.conv1.norm.weight, stem.conv1.weight,   backbone (+ FPN,
                             backbone.bottom_up.res2..., backbone.fpn_...   RPN, box head)
 ``detectron2_c2``           res2_0_branch2a_w, res_conv1_bn_s (Detectron   backbone.body.*
                             / MSRA model zoo ``R-50.pkl``)
+``efficientnet_lite``       _conv_stem.weight, _blocks.3._depthwise_conv.  backbone.body.*
+                            weight (``imagenet:efficientnet-lite0``; see   (EfficientNet-Lite)
+                            ``efficientnet_lite.py``)
 ==========================  ============================================  =====================
+
+``torchvision_mobilenet_detection`` is ``torchvision_detection`` with torchvision's
+MobileNetV3 body (``fasterrcnn_mobilenet_v3_large_fpn`` and ``..._320_fpn``), told apart by
+the body's numbered blocks (``backbone.body.13.block.0.0.weight``, where a ResNet body has
+named layers): they become our MobileNetV3's ``backbone.body.features.13.block.0.0.weight``.
 
 Layout differences handled here:
 - torchvision's box predictor has (K+1)*4 deltas, the first 4 for background (never used);
@@ -30,6 +40,8 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 from torch import Tensor
+
+from .efficientnet_lite import detector_names, is_efficientnet_lite
 
 BODY = "backbone.body."
 PREDICTOR = "roi_heads.box_predictor."
@@ -48,6 +60,10 @@ def detect_format(names) -> str:
 
     if has(r"^proposal_generator\.head\.") or has(r"^backbone\.body\."):
         if has(r"^rpn\.") or has(r"\.fc6\."):
+            # torchvision's MobileNet body is a numbered sequence of blocks, its ResNet's
+            # has named layers (conv1, layer1, ...)
+            if has(r"^backbone\.body\.\d+\."):
+                return "torchvision_mobilenet_detection"
             return "torchvision_detection"
         return "fewshot_det"
     if has(r"^rpn\.head\.") or has(r"^roi_heads\.box_head\.fc6\."):
@@ -58,8 +74,13 @@ def detect_format(names) -> str:
         return "detectron2_c2"
     if has(r"^layer[1-4]\.\d+\.conv") or has(r"^conv1\.weight$"):
         return "torchvision_resnet"
+    if has(r"^features\.\d+\.\d+\.weight$"):
+        return "torchvision_mobilenet"
+    if is_efficientnet_lite(names):
+        return "efficientnet_lite"
     raise ValueError(f"unrecognised weight names (e.g. {names[:5]}); expected fewshot_det, "
-                     f"torchvision ResNet / Faster R-CNN, or detectron2 ResNet weights")
+                     f"torchvision ResNet / MobileNetV3 / Faster R-CNN, detectron2 ResNet, or "
+                     f"EfficientNet-Lite weights")
 
 
 def convert(weights: Dict[str, Tensor]) -> Tuple[str, Converted]:
@@ -80,6 +101,11 @@ def _torchvision_resnet(weights: Dict[str, Tensor]) -> Converted:
     return [(k, BODY + k, v) for k, v in weights.items()]
 
 
+def _torchvision_mobilenet(weights: Dict[str, Tensor]) -> Converted:
+    # the classifier (classifier.*) has no place in a detector: reported as unused
+    return [(k, BODY + k if k.startswith("features.") else k, v) for k, v in weights.items()]
+
+
 _TV_DETECTION_RULES = [
     (r"^rpn\.head\.conv\.0\.0\.", "proposal_generator.head.conv."),
     (r"^rpn\.head\.conv\.", "proposal_generator.head.conv."),  # torchvision < 0.13
@@ -90,14 +116,24 @@ _TV_DETECTION_RULES = [
 ]
 
 
-def _torchvision_detection(weights: Dict[str, Tensor]) -> Converted:
+# The MobileNet body's blocks 0..16 are our MobileNetV3's ``features.0`` .. ``features.16``.
+_TV_MOBILENET_DETECTION_RULES = ([(r"^backbone\.body\.(\d+)\.", r"backbone.body.features.\1.")]
+                                 + _TV_DETECTION_RULES)
+
+
+def _torchvision_detection(weights: Dict[str, Tensor],
+                           rules: List[Tuple[str, object]] = _TV_DETECTION_RULES) -> Converted:
     out = []
     for k, v in weights.items():
-        new = _apply_rules(k, _TV_DETECTION_RULES)
+        new = _apply_rules(k, rules)
         if new == PREDICTOR + "bbox_pred.weight" or new == PREDICTOR + "bbox_pred.bias":
             v = v[4:]  # drop the background class's deltas
         out.append((k, new, v))
     return out
+
+
+def _torchvision_mobilenet_detection(weights: Dict[str, Tensor]) -> Converted:
+    return _torchvision_detection(weights, _TV_MOBILENET_DETECTION_RULES)
 
 
 _D2_BODY_RULES = [
@@ -174,6 +210,9 @@ _CONVERTERS: Dict[str, Callable[[Dict[str, Tensor]], Converted]] = {
     "fewshot_det": _identity,
     "torchvision_resnet": _torchvision_resnet,
     "torchvision_detection": _torchvision_detection,
+    "torchvision_mobilenet": _torchvision_mobilenet,
+    "torchvision_mobilenet_detection": _torchvision_mobilenet_detection,
     "detectron2": _detectron2,
     "detectron2_c2": _detectron2_c2,
+    "efficientnet_lite": detector_names,
 }

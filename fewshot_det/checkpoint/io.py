@@ -6,6 +6,10 @@ Accepted files:
   (our checkpoints, detectron2 ``.pth``) is unwrapped.
 - ``.pkl``: detectron2 / Detectron model-zoo pickles of numpy arrays (``{"model": ...}``,
   ``{"blobs": ...}`` or a bare dict), read by an unpickler that only accepts numpy arrays.
+
+An exported model (ONNX / TorchScript, ``tools/export_model.py``) given as weights is
+recognised by its content (``utils.files.file_kind``) and refused with a message saying
+what it is and what runs it.
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from typing import Dict
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..utils.files import KIND_NAMES, file_kind
+from .pretrained import resolve_weights
 
 _NUMPY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -37,15 +44,38 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
 
 
-def read_weights(path: str) -> Dict[str, Tensor]:
-    """All tensors of the weight file at ``path``, by name (on the CPU).
+def check_weight_file(path: str) -> None:
+    """``path`` exists and is not an exported model or an empty file (read nothing else).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file cannot be read as weights (message names the file).
+        ValueError: an ONNX / TorchScript model, or an empty file (message names the file).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"MODEL.WEIGHTS: no such file: {path}")
+    kind = file_kind(path)
+    if kind in ("onnx", "torchscript"):
+        raise ValueError(f"MODEL.WEIGHTS {path} is {KIND_NAMES[kind]}, not a checkpoint: run "
+                         f"it with fewshot_det.export.ExportedPredictor, or give the .pth "
+                         f"checkpoint it was exported from")
+    if kind == "empty":
+        raise ValueError(f"MODEL.WEIGHTS {path} is empty (0 bytes): an interrupted copy or "
+                         f"download?")
+
+
+def read_weights(path: str) -> Dict[str, Tensor]:
+    """All tensors of the weight file at ``path``, by name (on the CPU). ``path`` may also
+    be ``imagenet:NAME``, an installed package's ImageNet weights (``pretrained.py``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file cannot be read as weights, or is an exported model (message
+            names the file).
+        WeightPackageMissing (a FileNotFoundError): ``imagenet:NAME`` whose package is
+            not installed.
+    """
+    path = resolve_weights(path)
+    check_weight_file(path)
     try:
         if path.endswith(".pkl"):
             with open(path, "rb") as f:

@@ -9,6 +9,14 @@ What is reported (and logged at INFO):
   count differs (fine-tuning on new classes).
 A shape mismatch anywhere else is a configuration error (e.g. ResNet-50 weights in a
 ResNet-18 model) and raises ``ValueError`` listing the tensors.
+
+Training loads leniently: a pretrained backbone legitimately lacks the heads, and a base
+model's class layer is replaced when fine-tuning on other classes. Inference (``Predictor``,
+and through it the demo and the export) loads with ``strict=True``: a class layer of
+another class count, or any model tensor missing from the file, would leave that part
+random, so it is an error naming both class counts or the missing tensors, raised before
+the model is touched. Non-persistent buffers (pixel mean/std) are not in a state dict and
+BatchNorm's ``num_batches_tracked`` is never required.
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ import torch
 from torch import nn
 
 from .convert import PREDICTOR, convert
+from .efficientnet_lite import check_fit as check_efficientnet_lite_fit
 from .io import read_weights
 
 logger = logging.getLogger(__name__)
@@ -59,25 +68,31 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def load_weights(model: nn.Module, path: str) -> LoadReport:
+def load_weights(model: nn.Module, path: str, *, strict: bool = False) -> LoadReport:
     """Load the weights at ``path`` into ``model`` (any supported format, see ``convert``).
 
     Args:
         model: the model (a DistributedDataParallel wrapper is unwrapped).
         path: local file: our checkpoint ({"model": state_dict, ...}), a torchvision ResNet
-            or Faster R-CNN state dict, or detectron2 ResNet weights (.pkl / .pth).
+            or Faster R-CNN state dict, or detectron2 ResNet weights (.pkl / .pth); or
+            ``imagenet:NAME``, an installed package's weights (``pretrained.py``).
+        strict: every model tensor must come from the file, the class layers included
+            (inference; module doc). False: training's lenient loading.
     Returns:
         a LoadReport (also logged).
     Raises:
         FileNotFoundError, or ValueError for unreadable files, unknown formats, shape
-        mismatches outside the class layers, or a file sharing no tensor with the model.
+        mismatches outside the class layers, or a file sharing no tensor with the model;
+        with ``strict``, also for a class layer of another class count or missing model
+        tensors (nothing is loaded then).
     """
     fmt, converted = convert(read_weights(path))
-    return _load_converted(model, converted, source=path, fmt=fmt)
+    return _load_converted(model, converted, source=f"MODEL.WEIGHTS {path}", fmt=fmt,
+                           strict=strict, name=path)
 
 
 def load_state(model: nn.Module, state: Dict[str, torch.Tensor], *, source: str,
-               format: str = "fewshot_det") -> LoadReport:
+               format: str = "fewshot_det", strict: bool = False) -> LoadReport:
     """Load a state dict already under our parameter names (e.g. after class surgery) into
     ``model``, with the checks and the report of ``load_weights``; nothing is written.
 
@@ -88,6 +103,7 @@ def load_state(model: nn.Module, state: Dict[str, torch.Tensor], *, source: str,
             from and what was done to it).
         format: the format of the weights ``state`` was converted from (``convert``'s
             name; it decides the input channel-order warning).
+        strict: as ``load_weights``'s.
     Returns:
         a LoadReport (also logged); its ``path`` is ``source``.
     Raises:
@@ -95,27 +111,34 @@ def load_state(model: nn.Module, state: Dict[str, torch.Tensor], *, source: str,
             the model.
     """
     converted = [(name, name, tensor) for name, tensor in state.items()]
-    return _load_converted(model, converted, source=source, fmt=format)
+    return _load_converted(model, converted, source=source, fmt=format, strict=strict,
+                           name=source)
 
 
-def _load_converted(model: nn.Module, converted, *, source: str, fmt: str) -> LoadReport:
-    """Load [(name in the source, our name, tensor)] into ``model``; see ``load_weights``."""
+def _load_converted(model: nn.Module, converted, *, source: str, fmt: str, strict: bool,
+                    name: str) -> LoadReport:
+    """Load [(name in the source, our name, tensor)] into ``model``; see ``load_weights``.
+    ``source`` starts the error messages, ``name`` is the report's path."""
     model = getattr(model, "module", model)
     own = dict(model.state_dict())
-    report = LoadReport(path=source, format=fmt)
+    if fmt == "efficientnet_lite":  # another variant's blocks would half-load silently
+        check_efficientnet_lite_fit(converted, own, source)
+    report = LoadReport(path=name, format=fmt)
     to_load, mismatched = _match(converted, own, report)
-    _skip_predictor(mismatched, report, to_load)
+    class_layers = _skip_predictor(mismatched, report, to_load)
     if mismatched:
         details = "; ".join(f"{n}: checkpoint {a} vs model {b}" for n, a, b in mismatched[:10])
         raise ValueError(f"{source}: shapes do not match the model (check MODEL.RESNETS.DEPTH, "
                          f"MODEL.FPN.OUT_CHANNELS, ...): {details}")
     if not to_load:
         raise ValueError(f"{source} ({fmt}) shares no tensor with the model; nothing loaded")
-    model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     report.unexpected.sort()
     report.missing = sorted(n for n in own if n not in to_load and n not in report.skipped
                             and not n.endswith("num_batches_tracked"))
+    if strict:
+        _check_complete(model, report, class_layers, source)
+    model.load_state_dict(to_load, strict=False)
     report.hint = _input_order_hint(model, fmt)
     logger.log(logging.WARNING if report.hint else logging.INFO, "%s", report)
     return report
@@ -126,6 +149,10 @@ _INPUT_ORDER = {
     "torchvision_resnet": ("RGB", "INPUT.FORMAT RGB, MODEL.PIXEL_MEAN [123.675, 116.28, 103.53], "
                                   "MODEL.PIXEL_STD [58.395, 57.12, 57.375]"),
     "torchvision_detection": ("RGB", "configs/torchvision/faster_rcnn_R_50_FPN.yaml"),
+    "torchvision_mobilenet": ("RGB", "INPUT.FORMAT RGB, MODEL.PIXEL_MEAN [123.675, 116.28, "
+                                     "103.53], MODEL.PIXEL_STD [58.395, 57.12, 57.375]"),
+    "torchvision_mobilenet_detection": (
+        "RGB", "configs/torchvision/faster_rcnn_mobilenet_v3_large_FPN.yaml"),
     "detectron2_c2": ("BGR", "INPUT.FORMAT BGR, MODEL.PIXEL_STD [1.0, 1.0, 1.0], "
                              "MODEL.RESNETS.STRIDE_IN_1X1 True"),
 }
@@ -166,13 +193,20 @@ def _match(converted, own: Dict[str, torch.Tensor], report: LoadReport):
 # A checkpoint with another class count loads everything but these (fine-tuning).
 CLASS_LAYERS = {PREDICTOR: (PREDICTOR + "cls_score.weight", 1),  # R-CNN: + background row
                 "head.cls_pred.": ("head.cls_pred.weight", 0)}   # YOLO-grid class layer
+# The config key of each class layer's class count, for strict loading's message.
+CLASS_COUNT_KEYS = {PREDICTOR: "MODEL.ROI_HEADS.NUM_CLASSES",
+                    "head.cls_pred.": "MODEL.YOLO.NUM_CLASSES"}
 
 
-def _skip_predictor(mismatched: list, report: LoadReport, to_load: dict) -> None:
+def _skip_predictor(mismatched: list, report: LoadReport, to_load: dict) -> Dict[str, dict]:
     """Move class-layer shape mismatches (another class count) out of ``mismatched``.
 
     The whole predictor is then skipped: a half-loaded predictor would be meaningless.
+
+    Returns:
+        {prefix of a skipped class layer: {our name: (file shape, model shape)}}
     """
+    skipped_layers = {}
     for prefix, (score, extra_rows) in CLASS_LAYERS.items():
         predictor = [m for m in mismatched if m[0].startswith(prefix)]
         if not predictor:
@@ -191,6 +225,47 @@ def _skip_predictor(mismatched: list, report: LoadReport, to_load: dict) -> None
         for name in list(shapes) + [n for n in to_load if n.startswith(prefix)]:
             report.skipped[name] = reason
             to_load.pop(name, None)
+        skipped_layers[prefix] = shapes
+    return skipped_layers
+
+
+# Tensor groups listed in a strict-loading error before "... and N more".
+_LISTED_GROUPS = 6
+
+
+def _listing(keys) -> str:
+    groups = group_keys(keys)
+    more = len(groups) - _LISTED_GROUPS
+    return ", ".join(groups[:_LISTED_GROUPS]) + (f" and {more} more" if more > 0 else "")
+
+
+def _check_complete(model: nn.Module, report: LoadReport, class_layers: Dict[str, dict],
+                    source: str) -> None:
+    """Strict loading: raise unless every model tensor comes from the file, as it is."""
+    problems = []
+    for prefix, shapes in class_layers.items():
+        score, extra_rows = CLASS_LAYERS[prefix]
+        key = CLASS_COUNT_KEYS[prefix]
+        if score in shapes:
+            (rows, *_), (own_rows, *_) = shapes[score]
+            k, own_k = rows - extra_rows, own_rows - extra_rows
+            problems.append(f"its classifier has {rows} rows ({k} classes) but the config "
+                            f"builds {own_k} classes ({key} {own_k}); set {key} {k}, or use "
+                            f"the config the checkpoint was trained with (mismatched: "
+                            f"{_listing(shapes)})")
+        else:
+            problems.append("its class layer does not fit the config's ("
+                            + "; ".join(f"{n}: checkpoint {a} vs model {b}"
+                                        for n, (a, b) in shapes.items()) + f"; check {key})")
+    if report.missing:
+        total = len(report.loaded) + len(report.missing) + len(report.skipped)
+        unused = (f"; {len(report.unexpected)} of the file's tensors have no place in "
+                  f"the model" if report.unexpected else "")
+        problems.append(f"it fits {len(report.loaded)} of {total} model tensors; missing: "
+                        f"{_listing(report.missing)}{unused}: it is not a checkpoint of this "
+                        f"config's model (MODEL.META_ARCHITECTURE {type(model).__name__})")
+    if problems:
+        raise ValueError(f"{source}: " + "; and ".join(problems))
 
 
 def group_keys(keys: Iterable[str]) -> List[str]:

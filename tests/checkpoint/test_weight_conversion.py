@@ -67,6 +67,11 @@ def test_detect_format():
         "detectron2_c2": ["res2_0_branch2a_w", "conv1_w"],
         "fewshot_det": ["backbone.body.conv1.weight", "roi_heads.box_head.fc1.weight"],
         "torchvision_detection": ["backbone.body.conv1.weight", "rpn.head.conv.0.0.weight"],
+        "torchvision_mobilenet_detection": ["backbone.body.0.0.weight",
+                                            "backbone.body.13.block.0.0.weight",
+                                            "rpn.head.conv.0.0.weight"],
+        "torchvision_mobilenet": ["features.0.0.weight", "features.1.block.0.0.weight",
+                                  "classifier.0.weight"],
     }
     for fmt, names in cases.items():
         assert detect_format(names) == fmt

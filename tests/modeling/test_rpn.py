@@ -65,6 +65,20 @@ def test_find_top_proposals_recipe():
     assert clipped[:, 3].max() <= 8 and clipped[:, 0].min() >= 0
 
 
+def test_rpn_score_threshold_removes_low_objectness_proposals():
+    # torchvision's rpn_score_thresh: proposals of probability sigmoid(logit) below it go
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [40, 40, 50, 50], [20, 20, 30, 30]]])
+    logits = torch.logit(torch.tensor([[0.04, 0.06, 0.5]]))
+    kwargs = dict(pre_nms_topk=3, post_nms_topk=10, nms_thresh=0.7, min_size=1e-3)
+    out = find_top_proposals(boxes, logits, [3], [(80, 100)], score_thresh=0.05, **kwargs)[0]
+    torch.testing.assert_close(out, boxes[0, [2, 1]])
+    everything = find_top_proposals(boxes, logits, [3], [(80, 100)], **kwargs)[0]
+    torch.testing.assert_close(everything, boxes[0, [2, 1, 0]])
+    rpn = tiny_model("MODEL.RPN.SCORE_THRESH_TEST", 0.3).proposal_generator
+    assert rpn.score_thresh_test == 0.3
+    assert tiny_model().proposal_generator.score_thresh_test == 0.0  # the default: off
+
+
 def test_rpn_config_keys_are_honoured():
     model = tiny_model("MODEL.RPN.POST_NMS_TOPK_TEST", 7, "MODEL.RPN.PRE_NMS_TOPK_TEST", 3).eval()
     rpn = model.proposal_generator

@@ -8,6 +8,7 @@ parameter names, so torchvision Faster R-CNN weights load as they are); P6 is
 """
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import Dict, Sequence
 
@@ -25,7 +26,8 @@ FPN_NORMS = ("", "BN", "GN")
 
 
 class FPN(Backbone):
-    """Bottom-up backbone + top-down pathway; outputs ``p{k}`` for each input ``res{k}``.
+    """Bottom-up backbone + top-down pathway; outputs ``p{k}`` for each input ``res{k}``
+    (any name ending in its level number k: ``stage{k}`` gives ``p{k}`` too).
 
     Args:
         bottom_up: a Backbone returning at least ``in_features``.
@@ -56,11 +58,14 @@ class FPN(Backbone):
         self.top_block = top_block
         self._out_shapes = {}
         for f in self.in_features:
-            self._out_shapes["p" + f[3:]] = ShapeSpec(out_channels, shapes[f].stride)
+            self._out_shapes[f"p{_level(f)}"] = ShapeSpec(out_channels, shapes[f].stride)
         if top_block == "maxpool":
             last = shapes[self.in_features[-1]]
-            self._out_shapes[f"p{int(self.in_features[-1][3:]) + 1}"] = ShapeSpec(
+            self._out_shapes[f"p{_level(self.in_features[-1]) + 1}"] = ShapeSpec(
                 out_channels, last.stride * 2)
+        if len(self._out_shapes) != len(self.in_features) + (top_block == "maxpool"):
+            raise ValueError(f"MODEL.FPN.IN_FEATURES {list(in_features)} give clashing "
+                             f"output names {list(self._out_shapes)}")
 
     @property
     def size_divisibility(self) -> int:
@@ -82,6 +87,14 @@ class FPN(Backbone):
         if self.top_block == "maxpool":
             outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2))
         return dict(zip(self._out_shapes, outputs))
+
+
+def _level(feature: str) -> int:
+    """The level number a bottom-up feature name ends with (``res4`` -> 4)."""
+    digits = re.search(r"\d+$", feature)
+    if digits is None:
+        raise ValueError(f"MODEL.FPN.IN_FEATURES: {feature!r} does not end in a level number")
+    return int(digits.group())
 
 
 @BACKBONE_REGISTRY.register()

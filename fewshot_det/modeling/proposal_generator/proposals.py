@@ -16,14 +16,16 @@ from ..traceable import ImageSize, batched_nms, clip_boxes, top_k
 
 def find_top_proposals(proposals: Tensor, logits: Tensor, num_anchors_per_level: List[int],
                        image_sizes: List[ImageSize], *, pre_nms_topk: int,
-                       post_nms_topk: int, nms_thresh: float, min_size: float) -> List[Tensor]:
+                       post_nms_topk: int, nms_thresh: float, min_size: float,
+                       score_thresh: float = 0.0) -> List[Tensor]:
     """Select the proposals of each image.
 
     1. keep the ``pre_nms_topk`` highest-scoring anchors of every level;
     2. clip them to the (unpadded) image;
     3. remove those with a side shorter than ``min_size``;
-    4. NMS at ``nms_thresh``, separately per level;
-    5. keep the ``post_nms_topk`` highest-scoring survivors of the image.
+    4. remove those whose objectness probability is below ``score_thresh`` (if > 0);
+    5. NMS at ``nms_thresh``, separately per level;
+    6. keep the ``post_nms_topk`` highest-scoring survivors of the image.
 
     Args:
         proposals: float [N, R, 4] decoded boxes.
@@ -53,6 +55,9 @@ def find_top_proposals(proposals: Tensor, logits: Tensor, num_anchors_per_level:
         boxes_i = clip_boxes(boxes_i, size)
         keep = box_ops.remove_small_boxes(boxes_i, min_size)
         boxes_i, scores_i, levels_i = boxes_i[keep], scores_i[keep], levels[keep]
+        if score_thresh > 0:  # torchvision's test (>=); its indices follow the data traced
+            keep = torch.where(scores_i >= score_thresh)[0]
+            boxes_i, scores_i, levels_i = boxes_i[keep], scores_i[keep], levels_i[keep]
         keep = batched_nms(boxes_i, scores_i, levels_i, len(num_anchors_per_level), nms_thresh)
         results.append(boxes_i[keep[:post_nms_topk]])
     return results

@@ -83,6 +83,8 @@ class RPN(nn.Module):
             image after NMS.
         nms_thresh: IoU threshold of the NMS (done per level).
         min_size: proposals with a side below this (input pixels) are removed.
+        score_thresh_test: with the test top-k, proposals of objectness probability below
+            this are removed before the NMS (0: none).
         smooth_l1_beta: of the box loss (0 = L1).
         loss_weight: multiplies both RPN losses.
     """
@@ -93,8 +95,8 @@ class RPN(nn.Module):
                  iou_thresholds: Sequence[float] = (0.3, 0.7), batch_size_per_image: int = 256,
                  positive_fraction: float = 0.5, pre_nms_topk: Tuple[int, int] = (2000, 1000),
                  post_nms_topk: Tuple[int, int] = (2000, 1000), nms_thresh: float = 0.7,
-                 min_size: float = 1e-3, smooth_l1_beta: float = 1.0 / 9,
-                 loss_weight: float = 1.0):
+                 min_size: float = 1e-3, score_thresh_test: float = 0.0,
+                 smooth_l1_beta: float = 1.0 / 9, loss_weight: float = 1.0):
         super().__init__()
         self.in_features = list(in_features)
         self.head = head
@@ -108,6 +110,7 @@ class RPN(nn.Module):
         self.post_nms_topk = tuple(post_nms_topk)
         self.nms_thresh = nms_thresh
         self.min_size = min_size
+        self.score_thresh_test = score_thresh_test
         self.smooth_l1_beta = smooth_l1_beta
         self.loss_weight = loss_weight
 
@@ -140,7 +143,8 @@ class RPN(nn.Module):
                     pre_nms_topk=(r.PRE_NMS_TOPK_TRAIN, r.PRE_NMS_TOPK_TEST),
                     post_nms_topk=(r.POST_NMS_TOPK_TRAIN, r.POST_NMS_TOPK_TEST),
                     nms_thresh=r.NMS_THRESH, min_size=r.MIN_SIZE,
-                    smooth_l1_beta=r.SMOOTH_L1_BETA, loss_weight=r.LOSS_WEIGHT)
+                    score_thresh_test=r.SCORE_THRESH_TEST, smooth_l1_beta=r.SMOOTH_L1_BETA,
+                    loss_weight=r.LOSS_WEIGHT)
 
     def forward(self, images: ImageList, features: Dict[str, Tensor],
                 targets: Optional[List[Dict[str, Tensor]]] = None, *,
@@ -171,7 +175,8 @@ class RPN(nn.Module):
         proposals = find_top_proposals(
             proposals, logits.detach(), num_anchors_per_level, images.image_sizes,
             pre_nms_topk=self.pre_nms_topk[mode], post_nms_topk=self.post_nms_topk[mode],
-            nms_thresh=self.nms_thresh, min_size=self.min_size)
+            nms_thresh=self.nms_thresh, min_size=self.min_size,
+            score_thresh=self.score_thresh_test if mode == 1 else 0.0)
         if targets is None:
             if self.training:
                 raise ValueError("RPN in training mode needs targets")

@@ -1,8 +1,9 @@
-"""The YOLO-grid backbone: one feature map of a registered backbone (a ResNet).
+"""The YOLO-grid backbone: one feature map of a registered backbone (a ResNet or an
+EfficientNet-Lite body).
 
 The wrapped network is stored as ``body``, so parameter names are ``backbone.body.*``:
-the names every weight format of ``fewshot_det.checkpoint`` converts a ResNet to
-(torchvision, detectron2 and our own checkpoints load as for the R-CNN).
+the names every weight format of ``fewshot_det.checkpoint`` converts a body to
+(torchvision, detectron2, EfficientNet-Lite and our own checkpoints load as for the R-CNN).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class GridBackbone(Backbone):
         if in_feature not in shapes:
             raise ValueError(f"MODEL.YOLO.IN_FEATURE {in_feature!r} is not produced by "
                              f"{body_name} (it gives {list(shapes)}); YOLOGrid uses "
-                             f"MODEL.BACKBONE.NAME 'build_resnet_backbone'")
+                             f"MODEL.BACKBONE.NAME 'build_resnet_backbone' or "
+                             f"'build_efficientnet_lite_backbone'")
         self.body, self.in_feature = body, in_feature
         self._out_shapes = {in_feature: shapes[in_feature]}
 
