@@ -10,6 +10,11 @@ Design:
   filled with the image's mean colour), resized to ``S x S``; the box is returned in the
   crop's frame so the model pools exactly the object (the context only feeds the
   receptive field). Square windows keep the object's aspect ratio.
+* **Support box check** (``check_support_box``, run on every crop): four finite numbers,
+  positive width and height, and some area inside the image. A box fully outside its
+  image would make a prototype of the fill colour, so it is an error naming the example;
+  a box partly outside (touching the border is inside) is clipped to the image with a
+  warning, as the datasets' ``clip`` box policy does.
 * **Episode** (one per query image, ``EpisodicMapper``): N classes drawn from the classes
   that have support instances: up to ``N - min_negatives`` of the classes present in the
   query, the rest absent from it (negatives: the model must propose and classify nothing
@@ -26,6 +31,7 @@ inference code (``data.build``, ``engine``), never by ``import fewshot_det.data`
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -75,6 +81,44 @@ def training_classes(cfg, metadata) -> Optional[List[str]]:
 
 
 # ------------------------------------------------------------------------------- crops
+def _box_text(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
+def check_support_box(box, image_shape: Sequence[int], where: str) -> np.ndarray:
+    """A support box checked against its image (module doc): the box to crop around.
+
+    Args:
+        box: [x1, y1, x2, y2] in the image's pixels (any sequence of numbers).
+        image_shape: the image's (H, W, ...).
+        where: the example, for the messages (e.g. "supports: class 'nest', example 2").
+    Returns:
+        float64 [4] XYXY, clipped to the image when it reached past it.
+    Raises:
+        ValueError: not four finite numbers, no area, or nothing inside the image.
+    """
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or len(values) != 4:
+        raise ValueError(f"{where}: a box is 4 numbers [x1, y1, x2, y2], got {box!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{where}: box {_box_text(values)} has a non-finite coordinate")
+    x1, y1, x2, y2 = values
+    if not (x2 > x1 and y2 > y1):
+        raise ValueError(f"{where}: box {_box_text(values)} has no area (x2 must be > x1 "
+                         f"and y2 > y1)")
+    h, w = image_shape[:2]
+    clipped = [max(x1, 0.0), max(y1, 0.0), min(x2, float(w)), min(y2, float(h))]
+    if not (clipped[2] > clipped[0] and clipped[3] > clipped[1]):
+        raise ValueError(f"{where}: box {_box_text(values)} lies outside its {w} x {h} image")
+    if clipped != values:
+        logger.warning("%s: box %s reaches past its %d x %d image; clipped to %s", where,
+                       _box_text(values), w, h, _box_text(clipped))
+    return np.array(clipped, dtype=np.float64)
+
+
 def crop_support(image: np.ndarray, box: Sequence[float], size: int, context: float
                  ) -> Tuple[np.ndarray, np.ndarray]:
     """Cut a square window around ``box`` with context and resize it to ``size``.
@@ -185,7 +229,11 @@ class SupportCropper:
         s = cfg.FEWSHOT.SUPPORT
         return cls(size=s.SIZE, context=s.CONTEXT, image_format=cfg.INPUT.FORMAT)
 
-    def crop(self, image: np.ndarray, box: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+    def crop(self, image: np.ndarray, box: Sequence[float], where: str = "support box"
+             ) -> Tuple[np.ndarray, np.ndarray]:
+        """``crop_support`` of ``box`` once checked against ``image`` (``check_support_box``;
+        ``where`` names the example in its errors)."""
+        box = check_support_box(box, image.shape, where)
         return crop_support(image, box, self.size, self.context)
 
     def crop_instances(self, records: Sequence[dict], refs: Sequence[Tuple[int, int]],
@@ -201,7 +249,8 @@ class SupportCropper:
             if i not in cache:
                 cache[i] = read_image(record["file_name"], self.image_format)
             ann = record["annotations"][j]
-            crop, box = self.crop(cache[i], ann["bbox"])
+            crop, box = self.crop(cache[i], ann["bbox"],
+                                  where=f"{record['file_name']}: annotation {j}")
             if flip_prob > 0 and rng is not None and rng.random() < flip_prob:
                 crop, box = flip_crop(crop, box)
             crops.append(crop)

@@ -37,6 +37,18 @@ logger = logging.getLogger(__name__)
 
 # A box within this many pixels of a tile edge that is not an image edge was cut there.
 CUT_MARGIN = 2.0
+# Most tiles one image may be cut into. Each tile is a full forward pass (0.05-0.5 s on a
+# GPU): 1,000 tiles are minutes per image. Real settings stay far below it (a 12,000 x
+# 9,000 px photo in 1,024-px tiles at 0.25 overlap is 192 tiles); above it the keys are
+# wrong, e.g. OVERLAP 0.99 cuts a 512-px image into 16,641 tiles of 64 px.
+MAX_TILES = 1000
+# From this many tiles of one image on, a line gives the count when no progress bar shows
+# (no terminal: a log file, a notebook), so that a long wait is explained.
+LOG_TILES = 50
+
+
+def _stride(size: int, overlap: float) -> int:
+    return max(1, int(size * (1 - overlap)))
 
 
 def tile_origins(length: int, size: int, overlap: float) -> List[int]:
@@ -44,9 +56,19 @@ def tile_origins(length: int, size: int, overlap: float) -> List[int]:
     size * (1 - overlap), the last tile ending at ``length``."""
     if length <= size:
         return [0]
-    stride = max(1, int(size * (1 - overlap)))
-    starts = list(range(0, length - size, stride))
+    starts = list(range(0, length - size, _stride(size, overlap)))
     return starts + [length - size]
+
+
+def tile_count(height: int, width: int, size: int, overlap: float) -> int:
+    """len(tile_grid(height, width, size, overlap)), computed without listing the tiles."""
+
+    def along(length: int) -> int:
+        if length <= size:
+            return 1
+        return -(-(length - size) // _stride(size, overlap)) + 1  # ceil division
+
+    return along(height) * along(width)
 
 
 def tile_grid(height: int, width: int, size: int, overlap: float
@@ -187,6 +209,10 @@ class SlicedInference(nn.Module):
                  whole_image: bool, batch_size: int, iou_thresh: float, ios_thresh: float,
                  max_detections: int):
         super().__init__()
+        # The config's checks (config/validate.py), again for a wrapper built by hand.
+        if size < 1 or not 0 <= overlap < 1 or batch_size < 1:
+            raise ValueError(f"TEST.SLICE: SIZE must be >= 1, OVERLAP in [0, 1) and BATCH "
+                             f">= 1, got {size}, {overlap}, {batch_size}")
         self.model = model
         self.transforms = list(transforms)
         self.size, self.overlap, self.whole_image = size, overlap, whole_image
@@ -215,11 +241,16 @@ class SlicedInference(nn.Module):
         h, w = image.shape[:2]
         if h <= self.size and w <= self.size:
             return self._run([image])[0]
+        self._check_tile_count(h, w)
         tiles = tile_grid(h, w, self.size, self.overlap)
         parts = []
         batches = range(0, len(tiles), self.batch_size)
+        no_bar = not sys.stderr.isatty()
+        if no_bar and len(tiles) >= LOG_TILES:
+            logger.info("sliced inference: %d tiles of %d px for a %d x %d image", len(tiles),
+                        self.size, w, h)
         for start in tqdm(batches, desc=f"tiles {w}x{h}", leave=False, mininterval=1.0,
-                          disable=not sys.stderr.isatty() or len(batches) < 4):
+                          disable=no_bar or len(batches) < 4):
             chunk = tiles[start:start + self.batch_size]
             outs = self._run([image[y0:y1, x0:x1] for x0, y0, x1, y1 in chunk])
             for (x0, y0, x1, y1), out in zip(chunk, outs):
@@ -234,6 +265,16 @@ class SlicedInference(nn.Module):
         return merge_detections(boxes.float(), scores, labels, cut,
                                 iou_thresh=self.iou_thresh, ios_thresh=self.ios_thresh,
                                 max_detections=self.max_detections)
+
+    def _check_tile_count(self, h: int, w: int) -> None:
+        """ValueError when an h x w image would need more than ``MAX_TILES`` tiles."""
+        count = tile_count(h, w, self.size, self.overlap)
+        if count > MAX_TILES:
+            raise ValueError(
+                f"sliced inference would cut the {w} x {h} image into {count} tiles of "
+                f"{self.size} px (TEST.SLICE.SIZE {self.size}, TEST.SLICE.OVERLAP "
+                f"{self.overlap}); at most {MAX_TILES} are run per image: raise "
+                f"TEST.SLICE.SIZE or lower TEST.SLICE.OVERLAP")
 
 
 # TEST.SLICE.ENABLED is read here and nowhere else: the model wrapping and the test

@@ -97,37 +97,71 @@ def compare_predictors(reference, exported, images: List[np.ndarray]) -> ParityR
     return report
 
 
+def check_files(path: Optional[str]) -> List[str]:
+    """The image files of ``--check``: ``path`` itself, or the images in that folder.
+
+    Raises:
+        FileNotFoundError: nothing there, or a folder without images.
+    """
+    if not path:
+        return []
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS)
+    ) if os.path.isdir(path) else []
+    if not files:
+        raise FileNotFoundError(f"--check {path}: no image file there")
+    return files
+
+
+def read_check_image(path: str, image_format: str) -> np.ndarray:
+    """H x W x 3 uint8 in ``image_format`` order.
+
+    A truncated file is refused before decoding (``data.image_format``): OpenCV would only
+    print libjpeg's warning, return a partly grey image, and the check would compare
+    detections on it and say "ok".
+
+    Raises:
+        ValueError: the file is truncated or cannot be decoded (naming it).
+    """
+    import cv2
+
+    from ..data.image_format import truncation_problem
+
+    problem = truncation_problem(path)
+    if problem:
+        raise ValueError(f"--check: {path} is truncated or corrupt ({problem})")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"--check: cannot read image {path} (not an image, or corrupt)")
+    return image[:, :, ::-1].copy() if image_format == "RGB" else image
+
+
 def check_images(path: Optional[str], cfg) -> List[np.ndarray]:
-    """H x W x 3 uint8 images in INPUT.FORMAT order: those at ``path`` (a file or a folder),
-    else three noise images of different sizes and shapes around the test size."""
+    """H x W x 3 uint8 images in INPUT.FORMAT order: those at ``path`` (a file or a folder,
+    ``check_files``; each read by ``read_check_image``), else three noise images of
+    different sizes and shapes around the test size."""
     if not path:
         side = cfg.INPUT.FIXED_SIZE if cfg.INPUT.RESIZE_MODE == "fixed_square" \
             else cfg.INPUT.MIN_SIZE_TEST
         rng = np.random.default_rng(0)
         shapes = [(side, side * 4 // 3), (side * 3 // 2, side), (side // 2 + 7, side // 2 + 31)]
         return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
-    import cv2
-
-    files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS)
-    ) if os.path.isdir(path) else []
-    if not files:
-        raise FileNotFoundError(f"--check {path}: no image file there")
-    images = []
-    for f in files:
-        image = cv2.imread(f, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"--check: cannot read image {f}")
-        images.append(image[:, :, ::-1].copy() if cfg.INPUT.FORMAT == "RGB" else image)
-    return images
+    return [read_check_image(f, cfg.INPUT.FORMAT) for f in check_files(path)]
 
 
 def set_export_supports(predictor, spec: str) -> None:
-    """Prototypes of a siamese ``Predictor``'s model from a registered dataset name (its
-    annotated objects, as few-shot evaluation encodes a K-shot split) or a prototype file
-    (``SiameseRCNN.save_prototypes``)."""
+    """Classes of a ``Predictor``'s model from examples: a support file (JSON,
+    ``data.support_file``: any model ``Predictor.set_supports`` takes), or for a siamese
+    model a prototype file (``SiameseRCNN.save_prototypes``) or a registered dataset name
+    (its annotated objects, as few-shot evaluation encodes a K-shot split)."""
     from ..modeling import is_support_conditioned
+    from ..utils.files import file_kind
 
+    if os.path.isfile(spec) and file_kind(spec) == "json":
+        from ..engine.predictor import supports_from_file
+
+        predictor.set_supports(supports_from_file(spec, predictor.cfg.INPUT.FORMAT))
+        return
     model = predictor.model
     if not is_support_conditioned(model):
         raise ValueError(f"--supports: {type(model).__name__} takes no supports (only "

@@ -10,18 +10,28 @@ program in another language reads the JSON to prepare the inputs:
 * two-stage models: pad bottom/right to a multiple of ``size_divisibility`` (any values:
   the graph masks the padding) and pass ``image_size`` = [h, w] before padding;
 * boxes come back in the resized image's pixels: scale them to the original.
+
+The file is written whole or not at all (a temp file renamed over ``path``): a failed
+export never leaves half a file, nor destroys the one it was to replace.
+``check_export_output`` is the command line's guard, run before any export work: the
+output may not be one of the inputs, must be a writable file path, and an existing file
+is replaced only when asked (``--overwrite``).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import mmap
 import os
 import warnings
-from typing import Dict, List, Optional, Tuple
+import zipfile
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from ..utils.files import KIND_NAMES, atomic_write_bytes, check_output_file, file_kind
 from .graph import graph_for
 
 FORMATS = ("onnx", "torchscript")
@@ -78,17 +88,71 @@ def export_model(model: nn.Module, cfg, path: str, fmt: str,
     if fmt == "onnx" and model.fixed_input_size():
         _check_grid_pooling(model, inputs[0])
     meta = describe(model, graph, cfg, class_names)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    check_output_file(path, "export")
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns at every shape it reads (modeling.traceable makes those safe; the
         # export tests check the graph on other sizes); PyTorch marks TorchScript deprecated.
         warnings.simplefilter("ignore")
         if fmt == "onnx":
-            _export_onnx(graph, inputs, meta, path)
+            data = _export_onnx(graph, inputs, meta)
         else:
-            traced = torch.jit.trace(graph, inputs, check_trace=False)
-            traced.save(path, _extra_files={f"{METADATA_KEY}.json": json.dumps(meta)})
+            buffer = io.BytesIO()
+            torch.jit.save(torch.jit.trace(graph, inputs, check_trace=False), buffer,
+                           _extra_files={f"{METADATA_KEY}.json": json.dumps(meta)})
+            data = buffer.getvalue()
+    atomic_write_bytes(path, lambda f: f.write(data))
     return meta
+
+
+def is_export(path: str) -> bool:
+    """The file at ``path`` is an ONNX / TorchScript file holding our description."""
+    kind = file_kind(path)
+    if kind == "torchscript":
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith(f"/extra/{METADATA_KEY}.json") for n in z.namelist())
+    if kind != "onnx":
+        return False
+    # A metadata_props entry whose key is ours: field 1 (tag 0x0a), its length, the key.
+    key = b"\x0a" + bytes([len(METADATA_KEY)]) + METADATA_KEY.encode()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(key) >= 0
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def check_export_output(path: str, inputs: Mapping[str, List[str]], overwrite: bool) -> None:
+    """Refuse an export output that would destroy data or fail after the export work.
+
+    Args:
+        path: ``--output``.
+        inputs: {argument: the files it names}, e.g. {"--weights": ["model.pth"]}; the
+            output may be none of them, even with ``overwrite``.
+        overwrite: an existing file at ``path`` may be replaced.
+    Raises:
+        ValueError: naming the path: one of the inputs, a folder, under a file, not
+            writable, or an existing file without ``overwrite`` (an earlier export is
+            said to be one).
+    """
+    for arg, files in inputs.items():
+        for f in files:
+            if f and os.path.exists(path) and _same_file(path, f):
+                raise ValueError(f"--output {path} is the {arg} file {f}: writing the export "
+                                 f"would destroy it; choose another --output")
+    check_output_file(path, "--output")
+    if not os.path.exists(path) or overwrite:
+        return
+    if is_export(path):
+        raise ValueError(f"--output {path} exists (an earlier export): give --overwrite to "
+                         f"replace it, or choose another --output")
+    raise ValueError(f"--output {path} exists and is {KIND_NAMES[file_kind(path)]}, not an "
+                     f"export: choose another --output (or give --overwrite to replace it)")
 
 
 def _check_grid_pooling(model: nn.Module, image: Tensor) -> None:
@@ -103,7 +167,8 @@ def _check_grid_pooling(model: nn.Module, image: Tensor) -> None:
                          f"or export to torchscript")
 
 
-def _export_onnx(graph: nn.Module, inputs: Tuple[Tensor, ...], meta: Dict, path: str) -> None:
+def _export_onnx(graph: nn.Module, inputs: Tuple[Tensor, ...], meta: Dict) -> bytes:
+    """The ONNX file's bytes, our description in its metadata."""
     try:
         import onnx
     except ImportError:
@@ -112,9 +177,10 @@ def _export_onnx(graph: nn.Module, inputs: Tuple[Tensor, ...], meta: Dict, path:
     names = meta["inputs"]
     dynamic = {"image": {2: "height", 3: "width"}} if len(names) == 2 else {}
     dynamic.update({name: {0: "detections"} for name in OUTPUTS})
-    torch.onnx.export(graph, inputs, path, dynamo=False, opset_version=ONNX_OPSET,
+    buffer = io.BytesIO()
+    torch.onnx.export(graph, inputs, buffer, dynamo=False, opset_version=ONNX_OPSET,
                       input_names=names, output_names=OUTPUTS, dynamic_axes=dynamic)
-    proto = onnx.load(path)
+    proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    onnx.save(proto, path)
+    return proto.SerializeToString()

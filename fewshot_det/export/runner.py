@@ -12,28 +12,47 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
 
-from ..config import get_cfg
+from ..config import get_cfg, validate_cfg
 from ..engine.predictor import Predictor
 from ..engine.slicing import image_detector
 from ..modeling.preprocess import rescale_detections
+from ..utils.files import KIND_NAMES, file_kind
 from .exporter import FORMAT_VERSION, METADATA_KEY, OUTPUTS
+
+
+def exported_kind(path: str) -> str:
+    """"onnx" or "torchscript" by the file's content; ValueError naming what else it is
+    (a checkpoint is told to go through tools/export_model.py)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"exported model not found: {path}")
+    kind = file_kind(path)
+    if kind in ("torch_checkpoint", "pickle"):
+        raise ValueError(f"{path} is {KIND_NAMES[kind]}, not an exported model: export it "
+                         f"with tools/export_model.py --weights {path} (or run it with "
+                         f"fewshot_det.Predictor)")
+    if kind not in ("onnx", "torchscript"):
+        raise ValueError(f"{path} is {KIND_NAMES[kind]}, not an ONNX or TorchScript model "
+                         f"written by tools/export_model.py")
+    return kind
 
 
 def read_description(path: str):
     """(description dict, backend): "onnx" (an onnxruntime session) or "torchscript"."""
-    with open(path, "rb") as f:
-        is_zip = f.read(2) == b"PK"  # TorchScript files are zip archives
-    if is_zip:
+    if exported_kind(path) == "torchscript":
         extra = {f"{METADATA_KEY}.json": ""}
-        with warnings.catch_warnings():  # PyTorch marks TorchScript deprecated; it still runs
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+        try:
+            with warnings.catch_warnings():  # PyTorch marks TorchScript deprecated
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+        except RuntimeError as e:
+            raise ValueError(f"cannot load the TorchScript model {path}: {e}") from e
         raw, backend = extra[f"{METADATA_KEY}.json"], ("torchscript", module)
     else:
         try:
@@ -41,7 +60,10 @@ def read_description(path: str):
         except ImportError:
             raise ImportError("running an ONNX model needs onnxruntime: pip install "
                               "'fewshot_det[export]'") from None
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
+            raise ValueError(f"cannot load the ONNX model {path}: {e}") from e
         raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, "")
         backend = ("onnx", session)
     if not raw:
@@ -99,13 +121,16 @@ class ExportedPredictor(Predictor):
     Args:
         path: a file written by ``tools/export_model.py``.
         class_names: override the names saved in the file.
+    Raises:
+        FileNotFoundError, or ValueError: not an export of ours (a checkpoint is named as
+            one), or its saved config fails ``validate_cfg``.
     """
 
     def __init__(self, path: str, class_names: Optional[List[str]] = None):
         self.model = ExportedModel(path)
         cfg = get_cfg()
         cfg.merge_from_other_cfg(cfg.load_cfg(self.model.meta["config"]))
-        self.cfg = cfg
+        self.cfg = validate_cfg(cfg)  # the checks Predictor and the tools run
         self.class_names = class_names or self.model.meta["class_names"]
         self.device = torch.device("cpu")
         self.detect = image_detector(cfg, self.model)

@@ -5,7 +5,7 @@ import torch
 import fewshot_det
 from fewshot_det.data.build import build_train_loader_from_config
 from fewshot_det.data.episodes import (EpisodicMapper, SupportCropper, SupportPool,
-                                       build_support_set, crop_support,
+                                       build_support_set, check_support_box, crop_support,
                                        restrict_to_classes, sample_episode_classes)
 from fewshot_det.data.mapper import DatasetMapper
 from fewshot_det.data.transforms import build_transforms
@@ -145,3 +145,45 @@ def test_build_support_set_of_chosen_classes(edp):
     assert s["images"].shape[1:] == (3, 64, 64) and len(s["boxes"]) == len(s["labels"])
     with pytest.raises(ValueError, match="no support instance"):
         build_support_set(records[:1], SupportCropper(size=64), [3])  # image 0: no bird_nest
+
+
+@pytest.mark.parametrize("box, message", [
+    ([300, 300, 400, 400], r"^supports: class 'bird_nest', example 2: box \[300, 300, 400, "
+                           r"400\] lies outside its 256 x 256 image$"),
+    ([-40, -40, -1, -1], r"box \[-40, -40, -1, -1\] lies outside its 256 x 256 image"),
+    ([256, 10, 300, 40], r"lies outside"),  # touches the right border from outside: no area
+    ([], r"a box is 4 numbers \[x1, y1, x2, y2\], got \[\]"),
+    ([1, 2, 3], r"a box is 4 numbers .*got \[1, 2, 3\]"),
+    (None, r"a box is 4 numbers .*got None"),
+    (["a", 1, 2, 3], r"a box is 4 numbers .*got \['a', 1, 2, 3\]"),
+    ([1, 2, float("inf"), 4], r"box \[1, 2, inf, 4\] has a non-finite coordinate"),
+    ([10, 10, 10, 40], r"box \[10, 10, 10, 40\] has no area"),
+])
+def test_support_boxes_are_checked_against_their_image(box, message):
+    with pytest.raises(ValueError, match=message):
+        check_support_box(box, (256, 256, 3), "supports: class 'bird_nest', example 2")
+
+
+def test_support_box_on_the_border_is_kept_and_one_reaching_past_it_clipped(caplog):
+    assert check_support_box([0, 0, 256, 256], (256, 256, 3), "s").tolist() == [0, 0, 256, 256]
+    assert not caplog.records
+    clipped = check_support_box(np.array([-20.0, 200, 100, 300]), (256, 256, 3), "s")
+    assert clipped.tolist() == [0, 200, 100, 256]
+    assert "s: box [-20, 200, 100, 300] reaches past its 256 x 256 image; clipped to " \
+           "[0, 200, 100, 256]" in caplog.text
+
+
+def test_support_crops_of_records_name_the_file_and_annotation(tmp_path):
+    import cv2
+
+    path = str(tmp_path / "a.png")
+    cv2.imwrite(path, np.zeros((50, 60, 3), np.uint8))
+    record = {"file_name": path, "image_id": 0, "height": 50, "width": 60,
+              "annotations": [{"bbox": [5.0, 5.0, 30.0, 40.0], "category_id": 1},
+                              {"bbox": [70.0, 60.0, 90.0, 80.0], "category_id": 1}]}
+    cropper = SupportCropper(size=32)
+    crops, boxes, labels = cropper.crop_instances([record], [(0, 0)])
+    assert crops[0].shape == (32, 32, 3) and labels == [1]
+    with pytest.raises(ValueError, match=rf"{path}: annotation 1: box \[70, 60, 90, 80\] lies "
+                                         r"outside its 60 x 50 image"):
+        cropper.crop_instances([record], [(0, 1)])

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from fewshot_det import get_cfg
-from fewshot_det.engine.slicing import (SlicedInference, cut_by_tile, merge_detections,
-                                        tile_grid, tile_origins)
+from fewshot_det.engine.slicing import (LOG_TILES, MAX_TILES, SlicedInference, cut_by_tile,
+                                        merge_detections, tile_count, tile_grid, tile_origins)
 
 
 def test_tiles_cover_the_image_with_the_overlap_and_end_on_its_edges():
@@ -185,3 +185,50 @@ def test_evaluation_slices_the_original_images(tmp_path, monkeypatch):
     (folder,) = [p for p in (tmp_path / "inference").iterdir()]
     results = json.loads((folder / "predictions.json").read_text())
     assert results and all(r["bbox"][0] + r["bbox"][2] <= 300.01 for r in results)
+
+
+@pytest.mark.parametrize("h, w, size, overlap", [
+    (100, 100, 100, 0.25), (500, 1000, 400, 0.25), (700, 400, 400, 0.5), (513, 512, 256, 0.0),
+    (512, 512, 256, 0.99), (3000, 4000, 512, 0.3), (97, 1001, 16, 0.1)])
+def test_tile_count_is_known_before_listing_the_tiles(h, w, size, overlap):
+    assert tile_count(h, w, size, overlap) == len(tile_grid(h, w, size, overlap))
+
+
+class MustNotRun(nn.Module):
+    def forward(self, batch):
+        raise AssertionError("the model ran")
+
+
+def test_too_many_tiles_is_an_error_before_any_tile_runs():
+    assert tile_count(512, 512, 256, 0.99) == 16641
+    cfg = get_cfg()
+    cfg.merge_from_list(["TEST.SLICE.SIZE", "256", "TEST.SLICE.OVERLAP", "0.99"])
+    sliced = SlicedInference.from_config(cfg, MustNotRun())
+    with pytest.raises(ValueError, match=rf"^sliced inference would cut the 512 x 512 image into "
+                                         rf"16641 tiles of 256 px \(TEST.SLICE.SIZE 256, "
+                                         rf"TEST.SLICE.OVERLAP 0.99\); at most {MAX_TILES} are "
+                                         rf"run per image: raise TEST.SLICE.SIZE or lower "
+                                         rf"TEST.SLICE.OVERLAP$"):
+        sliced.detect(np.zeros((512, 512, 3), np.uint8))
+
+
+@pytest.mark.parametrize("kw", [{"overlap": 1.0}, {"overlap": -0.1}, {"size": 0}, {"batch": 0}])
+def test_a_wrapper_built_by_hand_checks_its_settings(kw):
+    args = dict(size=100, overlap=0.2, batch=3)
+    args.update(kw)
+    with pytest.raises(ValueError, match="TEST.SLICE: SIZE must be >= 1, OVERLAP in"):
+        SlicedInference(BoxesAt(), [], size=args["size"], overlap=args["overlap"],
+                        whole_image=False, batch_size=args["batch"], iou_thresh=0.5,
+                        ios_thresh=0.6, max_detections=10)
+
+
+def test_many_tiles_without_a_terminal_log_one_line_per_image(caplog):
+    import logging
+
+    sliced = _sliced(size=16, overlap=0.0, batch=64)  # 128 x 128: 8 x 8 = 64 tiles
+    assert tile_count(128, 128, 16, 0.0) == 64 >= LOG_TILES
+    with caplog.at_level(logging.INFO, logger="fewshot_det.engine.slicing"):
+        sliced.detect(_image(128, 128, (10, 10, 20, 20)))
+        sliced.detect(_image(40, 40))  # 9 tiles: no line
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["sliced inference: 64 tiles of 16 px for a 128 x 128 image"]

@@ -114,9 +114,12 @@ def test_exported_predictor_equals_predictor_on_photos(tmp_path):
     report = compare_predictors(predictor, exported, images)
     assert report.ok, report.summary()
     assert exported(images[0])["class_names"] == predictor(images[0])["class_names"]
-    for p in (predictor, exported):
+    from fewshot_det.engine.slicing import image_detector
+
+    for p in (predictor, exported):  # the detector is chosen at construction: rebuild it
         p.cfg.defrost()
         p.cfg.merge_from_list(["TEST.SLICE.ENABLED", True, "TEST.SLICE.SIZE", 128])
+        p.detect = image_detector(p.cfg, p.model)
     sliced = compare_predictors(predictor, exported, [images[1]])
     assert sliced.ok and sliced.images[0].reference > 0, sliced.summary()
     with pytest.raises(ValueError, match="export it again"):
