@@ -30,25 +30,38 @@ def build_parser() -> argparse.ArgumentParser:
     add_results_arguments(parser)
     parser.add_argument("--config", metavar="FILE", help="checkpoint mode: the model's config")
     parser.add_argument("--weights", metavar="CKPT", help="checkpoint mode: weights to evaluate")
+    parser.add_argument("--supports", metavar="FILE",
+                        help="checkpoint mode: a support file (JSON) whose classes, named as "
+                             "the test set's, are given by example boxes before evaluating")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="checkpoint mode: config overrides")
     return parser
 
 
 def run_checkpoint_mode(args) -> None:
-    """Inference on DATASETS.TEST with the given weights, then the evaluator."""
-    from fewshot_det.checkpoint import load_weights
-    from fewshot_det.engine.defaults import load_config, resolve_device, setup_logging
+    """Inference on DATASETS.TEST with the given weights (and support file), then the
+    evaluator."""
+    from fewshot_det.engine.defaults import load_config, setup_logging
+    from fewshot_det.engine.predictor import Predictor
     from fewshot_det.engine.train_loop import evaluate_model
-    from fewshot_det.modeling import build_model
 
     cfg = load_config(args.config, args.opts + ["MODEL.WEIGHTS", args.weights])
     setup_logging(cfg.OUTPUT_DIR)
     if not cfg.DATASETS.TEST:
         raise ValueError(f"{args.config}: DATASETS.TEST is empty; nothing to evaluate")
-    model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
-    load_weights(model, args.weights)
-    evaluate_model(cfg, model)
+    # Predictor: strict loading (never a random head) and the support file's classes
+    predictor = Predictor(cfg)
+    if args.supports:
+        from fewshot_det.engine.predictor import supports_from_file
+
+        supports = supports_from_file(args.supports, predictor.cfg.INPUT.FORMAT)
+        unknown = [n for n in supports if n not in (predictor.class_names or [])]
+        if unknown:
+            raise ValueError(f"--supports {args.supports}: classes {unknown} are not classes "
+                             f"of the model {predictor.class_names}; evaluation scores the "
+                             f"test set's classes: name the examples as they are named there")
+        predictor.set_supports(supports)
+    evaluate_model(predictor.cfg, predictor.model, plots=True)
 
 
 def main(argv=None) -> int:

@@ -39,8 +39,8 @@ def main(args):
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS:
             raise SystemExit("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
-        load_weights(model, cfg.MODEL.WEIGHTS)
-        return evaluate_model(cfg, model)
+        load_weights(model, cfg.MODEL.WEIGHTS, strict=True)  # never a random head
+        return evaluate_model(cfg, model, plots=True)
     return train(cfg, model, resume=args.resume, overwrite=args.overwrite)
 
 

@@ -59,13 +59,25 @@ def write_json(path: str, obj) -> None:
 
 
 def evaluate_and_save(records: List[dict], metadata: Metadata, results: List[dict],
-                      out_dir: str, *, score_thresh: float = 0.5) -> Dict[str, float]:
-    """Evaluate (main rank), write ``metrics.json`` + ``predictions.json`` in ``out_dir``."""
+                      out_dir: str, *, score_thresh: float = 0.5,
+                      plots: bool = False) -> Dict[str, float]:
+    """Evaluate (main rank), write ``metrics.json`` + ``predictions.json`` in ``out_dir``;
+    with ``plots`` also the per-class PR curves (``pr_curves/``) and example detections
+    marked TP / FP / FN (``examples.png``)."""
     from ..evaluation import evaluate, format_table
 
-    metrics = evaluate(records, metadata, results, score_thresh=score_thresh)
+    plots = plots and is_main_process()
+    metrics = evaluate(records, metadata, results, score_thresh=score_thresh,
+                       plots_dir=os.path.join(out_dir, "pr_curves") if plots else None)
     if is_main_process():
         write_json(os.path.join(out_dir, "predictions.json"), results)
         write_json(os.path.join(out_dir, "metrics.json"), metrics)
         logger.info("evaluation of %s:\n%s", metadata.name, format_table(metrics))
+    if plots:
+        from ..evaluation.pictures import save_example_grid
+
+        path = save_example_grid(records, metadata, results,
+                                 os.path.join(out_dir, "examples.png"), score_thresh=score_thresh)
+        logger.info("PR curves and example detections (TP / FP / FN) written to %s and %s",
+                    os.path.join(out_dir, "pr_curves"), path)
     return metrics

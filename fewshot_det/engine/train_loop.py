@@ -101,8 +101,10 @@ def dataset_dirname(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "dataset"
 
 
-def evaluate_model(cfg, model, *, tag: str = "inference") -> Dict[str, Dict[str, float]]:
-    """Evaluate on each of ``DATASETS.TEST``; writes ``OUTPUT_DIR/<tag>/<dataset>/``."""
+def evaluate_model(cfg, model, *, tag: str = "inference", plots: bool = False
+                   ) -> Dict[str, Dict[str, float]]:
+    """Evaluate on each of ``DATASETS.TEST``; writes ``OUTPUT_DIR/<tag>/<dataset>/`` (with
+    ``plots``, the PR curves and example detections too: ``engine.inference``)."""
     all_metrics = {}
     state = rng_state()  # evaluation must not shift the training run's random stream
     from .slicing import for_inference
@@ -114,7 +116,8 @@ def evaluate_model(cfg, model, *, tag: str = "inference") -> Dict[str, Dict[str,
                                        desc=f"eval {name}")
         out_dir = os.path.join(cfg.OUTPUT_DIR, tag, dataset_dirname(name))
         all_metrics[name] = evaluate_and_save(records, metadata, results, out_dir,
-                                              score_thresh=cfg.TEST.PR_SCORE_THRESH)
+                                              score_thresh=cfg.TEST.PR_SCORE_THRESH,
+                                              plots=plots)
     set_rng_state(state)
     return all_metrics
 
@@ -400,12 +403,13 @@ def _periodic_eval(cfg, run: _Run, done: int) -> Optional[float]:
     return run.best
 
 
-def _evaluate_with_ema(cfg, model, ema: Optional[ModelEMA]) -> Dict[str, Dict[str, float]]:
+def _evaluate_with_ema(cfg, model, ema: Optional[ModelEMA], *, plots: bool = False
+                       ) -> Dict[str, Dict[str, float]]:
     """``evaluate_model`` of the model, and of the EMA under ``<dataset>@ema`` keys."""
-    metrics = evaluate_model(cfg, model)
+    metrics = evaluate_model(cfg, model, plots=plots)
     if ema is not None:
-        metrics.update({f"{k}@ema": v for k, v in
-                        evaluate_model(cfg, ema.module, tag="inference_ema").items()})
+        metrics.update({f"{k}@ema": v for k, v in evaluate_model(
+            cfg, ema.module, tag="inference_ema", plots=plots).items()})
     return metrics
 
 
@@ -429,7 +433,7 @@ def _finish(cfg, run: _Run, problem: Optional[str]) -> Dict[str, Dict[str, float
             f"training diverged: at the last iteration {max_iter - 1}, {problem}; "
             f"model_final is not written; {run.checkpointer.divergence_advice()}")
     _save_final(run, max_iter)
-    final = _evaluate_with_ema(cfg, run.model, run.ema) if cfg.DATASETS.TEST else {}
+    final = _evaluate_with_ema(cfg, run.model, run.ema, plots=True) if cfg.DATASETS.TEST else {}
     if run.writer is not None:
         if final:
             run.writer.write(max_iter, _flatten(final))

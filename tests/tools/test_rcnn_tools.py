@@ -55,6 +55,10 @@ def test_train_outputs(trained):
                              "metrics.json"))
     assert {"AP", "AP50", "VOC07_AP50", "precision", "recall", "per_class"} <= set(metrics)
     assert "iter 4/4" in open(out / "log.txt").read()
+    # the pictures of the final evaluation: PR curves per class, example detections
+    inference = out / "inference" / os.listdir(out / "inference")[0]
+    assert os.path.getsize(inference / "examples.png") > 0
+    assert [f for f in os.listdir(inference / "pr_curves") if f.endswith(".png")]
 
 
 def test_resume_matches_uninterrupted(trained):
@@ -80,6 +84,7 @@ def test_eval_demo_and_predictor(trained):
         + tiny_overrides(spec, ev))
     (sub,) = os.listdir(ev / "inference")
     assert os.path.isfile(ev / "inference" / sub / "predictions.json")
+    assert os.path.isfile(ev / "inference" / sub / "examples.png")
     vis = tmp / "vis"
     img_dir = os.path.join(spec.split(":")[1], "JPEGImages")
     proc = run(["tools/demo.py", "--config", QUICKSTART, "--weights",
