@@ -303,9 +303,7 @@ def build_efficientnet_lite(cfg) -> EfficientNetLite:
 @BACKBONE_REGISTRY.register()
 def build_efficientnet_lite_fpn_backbone(cfg) -> FPN:
     """EfficientNet-Lite (``MODEL.EFFICIENTNET.*``) + FPN (``MODEL.FPN.*``)."""
-    f = cfg.MODEL.FPN
-    return FPN(bottom_up=build_efficientnet_lite(cfg), in_features=list(f.IN_FEATURES),
-               out_channels=f.OUT_CHANNELS, norm=f.NORM, top_block=f.TOP_BLOCK)
+    return FPN.from_config(cfg, build_efficientnet_lite(cfg))
 
 
 @BACKBONE_REGISTRY.register()

@@ -67,6 +67,13 @@ class FPN(Backbone):
             raise ValueError(f"MODEL.FPN.IN_FEATURES {list(in_features)} give clashing "
                              f"output names {list(self._out_shapes)}")
 
+    @classmethod
+    def from_config(cls, cfg, bottom_up: Backbone) -> "FPN":
+        """An FPN of ``MODEL.FPN.*`` on any bottom-up backbone."""
+        f = cfg.MODEL.FPN
+        return cls(bottom_up=bottom_up, in_features=list(f.IN_FEATURES),
+                   out_channels=f.OUT_CHANNELS, norm=f.NORM, top_block=f.TOP_BLOCK)
+
     @property
     def size_divisibility(self) -> int:
         return 32
@@ -100,9 +107,7 @@ def _level(feature: str) -> int:
 @BACKBONE_REGISTRY.register()
 def build_resnet_fpn_backbone(cfg) -> FPN:
     """ResNet (``MODEL.RESNETS.*``) + FPN (``MODEL.FPN.*``)."""
-    f = cfg.MODEL.FPN
-    return FPN(bottom_up=build_resnet(cfg), in_features=list(f.IN_FEATURES),
-               out_channels=f.OUT_CHANNELS, norm=f.NORM, top_block=f.TOP_BLOCK)
+    return FPN.from_config(cfg, build_resnet(cfg))
 
 
 @BACKBONE_REGISTRY.register()

@@ -144,6 +144,4 @@ def build_mobilenet_v3(cfg) -> MobileNetV3:
 @BACKBONE_REGISTRY.register()
 def build_mobilenet_v3_fpn_backbone(cfg) -> FPN:
     """MobileNetV3-Large (``MODEL.MOBILENET_V3.*``) + FPN (``MODEL.FPN.*``)."""
-    f = cfg.MODEL.FPN
-    return FPN(bottom_up=build_mobilenet_v3(cfg), in_features=list(f.IN_FEATURES),
-               out_channels=f.OUT_CHANNELS, norm=f.NORM, top_block=f.TOP_BLOCK)
+    return FPN.from_config(cfg, build_mobilenet_v3(cfg))
