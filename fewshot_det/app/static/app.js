@@ -186,4 +186,14 @@ function bindSlider(input, output, onChange) {
   output.textContent = Number(input.value).toFixed(2);
 }
 
+// The score slider and the progress bar of a job (the Detect and Review pages).
+function threshold() { return Number($("score").value); }
+
+function progress(job) {
+  $("progress-row").hidden = false;
+  $("progress").max = Math.max(job.total, 1);
+  $("progress").value = job.done;
+  $("progress-text").textContent = `${job.done} / ${job.total || "?"} images · ${job.seconds.toFixed(1)} s`;
+}
+
 function formatMetric(v) { return v == null || v < 0 ? "–" : v.toFixed(3); }

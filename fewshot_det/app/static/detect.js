@@ -7,15 +7,6 @@ const det = { uploads: [], job: null, running: null, images: [], canvases: [], s
 
 function setStatus(text) { $("status").textContent = text; }
 
-function threshold() { return Number($("score").value); }
-
-function progress(job) {
-  $("progress-row").hidden = false;
-  $("progress").max = Math.max(job.total, 1);
-  $("progress").value = job.done;
-  $("progress-text").textContent = `${job.done} / ${job.total || "?"} images · ${job.seconds.toFixed(1)} s`;
-}
-
 async function run(body) {
   clearMessage();
   $("detect-uploads").disabled = $("detect-folder").disabled = true;

@@ -6,15 +6,6 @@
 const rev = { job: null, running: null, summary: null, curve: null };
 const CURVE_PAD = 40;
 
-function threshold() { return Number($("score").value); }
-
-function progress(job) {
-  $("progress-row").hidden = false;
-  $("progress").max = Math.max(job.total, 1);
-  $("progress").value = job.done;
-  $("progress-text").textContent = `${job.done} / ${job.total || "?"} images · ${job.seconds.toFixed(1)} s`;
-}
-
 async function runReview() {
   clearMessage();
   $("run").disabled = true;
