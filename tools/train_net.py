@@ -40,7 +40,7 @@ def main(args):
         if not cfg.MODEL.WEIGHTS:
             raise SystemExit("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
         load_weights(model, cfg.MODEL.WEIGHTS, strict=True)  # never a random head
-        return evaluate_model(cfg, model, plots=True)
+        return evaluate_model(cfg, model, plots=True, weights=cfg.MODEL.WEIGHTS)
     return train(cfg, model, resume=args.resume, overwrite=args.overwrite)
 
 

@@ -60,10 +60,11 @@ def write_json(path: str, obj) -> None:
 
 def evaluate_and_save(records: List[dict], metadata: Metadata, results: List[dict],
                       out_dir: str, *, score_thresh: float = 0.5,
-                      plots: bool = False) -> Dict[str, float]:
+                      plots: bool = False, weights: str = "") -> Dict[str, float]:
     """Evaluate (main rank), write ``metrics.json`` + ``predictions.json`` in ``out_dir``;
     with ``plots`` also the per-class PR curves (``pr_curves/``) and example detections
-    marked TP / FP / FN (``examples.png``)."""
+    marked TP / FP / FN (``examples.png``). ``weights`` names the weights scored in the
+    logged table's title (a run that also averages its weights logs two tables)."""
     from ..evaluation import evaluate, format_table
 
     plots = plots and is_main_process()
@@ -72,7 +73,8 @@ def evaluate_and_save(records: List[dict], metadata: Metadata, results: List[dic
     if is_main_process():
         write_json(os.path.join(out_dir, "predictions.json"), results)
         write_json(os.path.join(out_dir, "metrics.json"), metrics)
-        logger.info("evaluation of %s:\n%s", metadata.name, format_table(metrics))
+        scored = f" with {weights}" if weights else ""
+        logger.info("evaluation of %s%s:\n%s", metadata.name, scored, format_table(metrics))
     if plots:
         from ..evaluation.pictures import save_example_grid
 

@@ -101,10 +101,11 @@ def dataset_dirname(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "dataset"
 
 
-def evaluate_model(cfg, model, *, tag: str = "inference", plots: bool = False
-                   ) -> Dict[str, Dict[str, float]]:
+def evaluate_model(cfg, model, *, tag: str = "inference", plots: bool = False,
+                   weights: str = "") -> Dict[str, Dict[str, float]]:
     """Evaluate on each of ``DATASETS.TEST``; writes ``OUTPUT_DIR/<tag>/<dataset>/`` (with
-    ``plots``, the PR curves and example detections too: ``engine.inference``)."""
+    ``plots``, the PR curves and example detections too: ``engine.inference``).
+    ``weights`` names what is scored in the logged table (e.g. "the EMA weights")."""
     all_metrics = {}
     state = rng_state()  # evaluation must not shift the training run's random stream
     from .slicing import for_inference
@@ -117,7 +118,7 @@ def evaluate_model(cfg, model, *, tag: str = "inference", plots: bool = False
         out_dir = os.path.join(cfg.OUTPUT_DIR, tag, dataset_dirname(name))
         all_metrics[name] = evaluate_and_save(records, metadata, results, out_dir,
                                               score_thresh=cfg.TEST.PR_SCORE_THRESH,
-                                              plots=plots)
+                                              plots=plots, weights=weights)
     set_rng_state(state)
     return all_metrics
 
@@ -405,11 +406,16 @@ def _periodic_eval(cfg, run: _Run, done: int) -> Optional[float]:
 
 def _evaluate_with_ema(cfg, model, ema: Optional[ModelEMA], *, plots: bool = False
                        ) -> Dict[str, Dict[str, float]]:
-    """``evaluate_model`` of the model, and of the EMA under ``<dataset>@ema`` keys."""
-    metrics = evaluate_model(cfg, model, plots=plots)
-    if ema is not None:
-        metrics.update({f"{k}@ema": v for k, v in evaluate_model(
-            cfg, ema.module, tag="inference_ema", plots=plots).items()})
+    """``evaluate_model`` of the model, and of the EMA under ``<dataset>@ema`` keys; each
+    logged table names the weights it scored."""
+    if ema is None:
+        return evaluate_model(cfg, model, plots=plots, weights="the trained weights")
+    metrics = evaluate_model(cfg, model, plots=plots,
+                             weights="the raw weights (not averaged; model_final's \"model\")")
+    metrics.update({f"{k}@ema": v for k, v in evaluate_model(
+        cfg, ema.module, tag="inference_ema", plots=plots,
+        weights=f"the EMA weights (SOLVER.EMA.DECAY {cfg.SOLVER.EMA.DECAY}; "
+                f"model_final's \"ema\")").items()})
     return metrics
 
 

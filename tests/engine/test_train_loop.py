@@ -316,3 +316,17 @@ def test_loss_watch_flags_non_finite_and_exploded_losses_only():
         watch.problem(1e6)
     assert watch.diverged()  # exploded for a whole window: the run stops
     assert LossWatch(factor=0).problem(1e30) is None
+
+
+def test_each_evaluation_table_names_the_weights_it_scored(voc_spec, tmp_path, monkeypatch,
+                                                           caplog):
+    # A run with an EMA logs two tables: each title says which weights it scored.
+    cfg = make_cfg(voc_spec, tmp_path / "ema")
+    cfg.DATASETS.TEST = (voc_spec,)
+    with caplog.at_level("INFO", logger="fewshot_det.engine.inference"):
+        final = train_loop.train(cfg, toy())
+    titles = [r.getMessage().splitlines()[0] for r in caplog.records
+              if r.getMessage().startswith("evaluation of")]
+    assert len(titles) == 2 and set(final) == {voc_spec, f"{voc_spec}@ema"}
+    assert "the raw weights" in titles[0] and "EMA" not in titles[0]
+    assert "the EMA weights (SOLVER.EMA.DECAY" in titles[1]
