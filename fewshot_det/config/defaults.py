@@ -257,14 +257,22 @@ _C.INPUT.RESIZE_BACKEND = "opencv"
 _C.INPUT.FIXED_SIZE = 448
 # Training on full-resolution tiles (fewshot_det/data/transforms.py RandomTileCrop): each
 # training image is first cropped to a SIZE x SIZE window, as sliced inference
-# (TEST.SLICE) cuts large photos, then resized as usual. ON_OBJECT: probability that the
-# window holds a random GT box; boxes keeping less than MIN_VISIBLE of their area drop.
-# Not applied with INPUT.YOLO_AUG (it has its own crops).
+# (TEST.SLICE) cuts large photos, then resized as usual. Not applied with INPUT.YOLO_AUG
+# (it has its own crops).
 _C.INPUT.TILE_CROP = CN()
 _C.INPUT.TILE_CROP.ENABLED = False
 _C.INPUT.TILE_CROP.SIZE = 512
+# A box cut by the window stays a label (clipped) when it keeps at least MIN_VISIBLE of
+# its area, or when its visible part is at least MIN_PIECE pixels (original image) on
+# each side: a piece of an object is not background. Thinner slivers are dropped.
 _C.INPUT.TILE_CROP.MIN_VISIBLE = 0.5
+_C.INPUT.TILE_CROP.MIN_PIECE = 16
+# Probability that the window is placed on a random GT box: around it when it fits, else
+# on a random part of it.
 _C.INPUT.TILE_CROP.ON_OBJECT = 0.5
+# Probability that a training image is left whole (then resized as usual) instead of
+# cropped: with TEST.SLICE.WHOLE_IMAGE, e.g. 0.5 trains one model for both passes.
+_C.INPUT.TILE_CROP.WHOLE_IMAGE_PROB = 0.0
 
 # YOLO-style training augmentation (fewshot_det/data/yolo_transforms.py), used when
 # INPUT.RESIZE_MODE is "fixed_square"; the flip probability is INPUT.RANDOM_FLIP.
@@ -412,9 +420,15 @@ _C.TEST.SLICE.OVERLAP = 0.25
 _C.TEST.SLICE.WHOLE_IMAGE = True
 # Tiles per forward pass.
 _C.TEST.SLICE.BATCH = 4
-# Merging across tiles, per class: a box absorbs lower-scored ones with IoU above
-# NMS_THRESH, or, when one of them was cut by a tile border, with intersection over the
-# smaller box above IOS_THRESH (the pieces of a cut object are joined into one box).
+# Merging, per class (engine/slicing.py merge_detections):
+# 1. a whole-image detection with a side of at least 0.8 x SIZE is kept as it is, and a
+#    tile detection mostly inside it (intersection over the tile box >= IOS_THRESH) is a
+#    piece of it and dropped, unless it is uncut by its tile's border and small (under
+#    0.1 of the large box or of a tile): then it is an object of its own;
+# 2. among the rest a box absorbs lower-scored ones with IoU above NMS_THRESH, or, when
+#    one of them was cut by a tile border, with intersection over the smaller box above
+#    IOS_THRESH (the pieces of a cut object are joined into one box);
+# 3. a box left with IoU above NMS_THRESH with a box kept in 1 is dropped.
 _C.TEST.SLICE.NMS_THRESH = 0.5
 _C.TEST.SLICE.IOS_THRESH = 0.6
 

@@ -146,41 +146,75 @@ class RandomTileCrop:
     """A ``size`` x ``size`` window of the full-resolution image (the whole image along a
     side no longer than ``size``), as sliced inference sees it (``TEST.SLICE``).
 
-    With probability ``on_object`` the window holds a random GT box (placed at random
-    around it; small objects are sparse in large photos, and most uniform windows would
-    show none), else it is uniform. Boxes keeping less than ``min_visible`` of their area
-    become empty (``clip_boxes``).
+    With probability ``whole_image_prob`` the image is left whole (the usual resize
+    follows): one model then learns both passes of sliced inference, the tiles and the
+    whole image. Otherwise, with probability ``on_object`` the window is placed on a random
+    GT box (small objects are sparse in large photos, and most uniform windows would show
+    none): around it when it fits, else centred on a random point of it, so every part of
+    an object larger than a tile is seen; else the window is uniform.
+
+    A box cut by the window is clipped to it. It stays a label when it keeps at least
+    ``min_visible`` of its area, or when its visible part is at least ``min_piece`` pixels
+    on each side: a piece of an object is still that object, and as background it would
+    teach the model the opposite of the whole-image pass (the RPN and RoI matchers have no
+    ignore regions to leave it out of the loss). Thinner slivers become empty.
     """
 
-    def __init__(self, size: int, min_visible: float = 0.5, on_object: float = 0.5):
-        if size < 16 or not 0 <= min_visible <= 1 or not 0 <= on_object <= 1:
-            raise ValueError(f"INPUT.TILE_CROP: SIZE >= 16 and MIN_VISIBLE, ON_OBJECT in "
-                             f"[0, 1], got {size}, {min_visible}, {on_object}")
+    def __init__(self, size: int, min_visible: float = 0.5, on_object: float = 0.5,
+                 min_piece: int = 16, whole_image_prob: float = 0.0):
+        if (size < 16 or not 0 <= min_visible <= 1 or not 0 <= on_object <= 1
+                or min_piece < 1 or not 0 <= whole_image_prob <= 1):
+            raise ValueError(f"INPUT.TILE_CROP: SIZE >= 16, MIN_PIECE >= 1 and MIN_VISIBLE, "
+                             f"ON_OBJECT, WHOLE_IMAGE_PROB in [0, 1], got {size}, "
+                             f"{min_piece}, {min_visible}, {on_object}, {whole_image_prob}")
         self.size, self.min_visible, self.on_object = size, min_visible, on_object
+        self.min_piece, self.whole_image_prob = min_piece, whole_image_prob
 
     def _start(self, length: int, lo: float, hi: float, rng) -> int:
-        """A window start in [0, length - size] that holds [lo, hi] when it fits."""
+        """A window start in [0, length - size] whose window holds [lo, hi] when it fits,
+        else whose centre lies on [lo, hi]."""
         last = length - self.size
         first, end = max(0, int(np.ceil(hi)) - self.size), min(last, int(lo))
-        return int(rng.integers(first, end + 1)) if first <= end else int(rng.integers(0, last + 1))
+        if first > end:
+            half = self.size // 2
+            first = min(last, max(0, int(lo) - half))
+            end = min(last, max(0, int(np.ceil(hi)) - half))
+        return int(rng.integers(first, end + 1))
+
+    def _origin(self, length: int, lo, hi, rng) -> int:
+        """The window's start along a side: on [lo, hi] (``_start``), or uniform when lo is
+        None."""
+        if length <= self.size:
+            return 0
+        if lo is None:
+            return int(rng.integers(0, length - self.size + 1))
+        return self._start(length, lo, hi, rng)
+
+    def _labels(self, boxes: np.ndarray, moved: np.ndarray, width: int, height: int
+                ) -> np.ndarray:
+        """``moved`` clipped to the window; the boxes that are no label become empty."""
+        out = clip_boxes(boxes, moved, width, height, 0.0)
+        w, h = out[:, 2] - out[:, 0], out[:, 3] - out[:, 1]
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        piece = (w >= self.min_piece) & (h >= self.min_piece)
+        out[(w * h < self.min_visible * area) & ~piece] = 0
+        return out
 
     def __call__(self, image, boxes, rng):
         h, w = image.shape[:2]
         if h <= self.size and w <= self.size:
             return image, boxes
+        if self.whole_image_prob > 0 and rng.random() < self.whole_image_prob:
+            return image, boxes
         real = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+        x1 = y1 = x2 = y2 = None
         if len(real) and rng.random() < self.on_object:
             x1, y1, x2, y2 = real[int(rng.integers(len(real)))]
-        else:
-            x1 = y1 = x2 = y2 = None
-        x0 = 0 if w <= self.size else (self._start(w, x1, x2, rng) if x1 is not None
-                                       else int(rng.integers(0, w - self.size + 1)))
-        y0 = 0 if h <= self.size else (self._start(h, y1, y2, rng) if y1 is not None
-                                       else int(rng.integers(0, h - self.size + 1)))
+        x0, y0 = self._origin(w, x1, x2, rng), self._origin(h, y1, y2, rng)
         cw, ch = min(w, self.size), min(h, self.size)
         moved = boxes - np.array([x0, y0, x0, y0], dtype=np.float32)
         return (np.ascontiguousarray(image[y0:y0 + ch, x0:x0 + cw]),
-                clip_boxes(boxes, moved, cw, ch, self.min_visible))
+                self._labels(boxes, moved, cw, ch))
 
 
 class RandomHorizontalFlip:
@@ -226,7 +260,8 @@ def transforms_from_config(cfg, *, is_train: bool) -> List:
     """``build_transforms`` from ``cfg.INPUT`` (no flip at test time)."""
     i = cfg.INPUT
     t = i.TILE_CROP
-    crop = RandomTileCrop(t.SIZE, t.MIN_VISIBLE, t.ON_OBJECT) if t.ENABLED else None
+    crop = (RandomTileCrop(t.SIZE, t.MIN_VISIBLE, t.ON_OBJECT, t.MIN_PIECE, t.WHOLE_IMAGE_PROB)
+            if t.ENABLED else None)
     return build_transforms(
         is_train=is_train, resize_mode=i.RESIZE_MODE, min_size_train=i.MIN_SIZE_TRAIN,
         max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,

@@ -9,7 +9,8 @@ full resolution keep it at its size:
     -> each tile through the model's own test resize, in batches of BATCH
     -> boxes shifted back to the image; optionally (WHOLE_IMAGE) plus the whole image,
        resized as usual, for the objects larger than a tile
-    -> merged per class (``merge_detections``): duplicates of one object from
+    -> merged per class (``merge_detections``): a large whole-image detection is kept and
+       the tiles' pieces of its object are dropped; duplicates of one object from
        overlapping tiles are suppressed, and the pieces of an object cut by a tile border
        are joined into one box
 
@@ -45,6 +46,15 @@ MAX_TILES = 1000
 # From this many tiles of one image on, a line gives the count when no progress bar shows
 # (no terminal: a log file, a notebook), so that a long wait is explained.
 LOG_TILES = 50
+# A whole-image detection with a side of at least this fraction of the tile size is final
+# in the merge. At the default OVERLAP 0.25 (a stride of 0.75 x SIZE) an object 0.8 x SIZE
+# long lies whole in a tile for at most 0.2 / 0.75 of its positions: the tiles mostly see
+# pieces of it, each scored as if it were the object.
+LARGE_SIDE = 0.8
+# An uncut tile detection inside such a box of its class is a piece of it when it covers
+# at least this fraction of the box's area (or of a tile's, if less); a smaller one is an
+# object of its own (a small object in front of a large one of the same class).
+OWN_OBJECT_AREA = 0.1
 
 
 def _stride(size: int, overlap: float) -> int:
@@ -88,22 +98,114 @@ def cut_by_tile(boxes: Tensor, tile: Tuple[int, int, int, int], height: int, wid
             | ((boxes[:, 2] >= x1 - m) & (x1 < width)) | ((boxes[:, 3] >= y1 - m) & (y1 < height)))
 
 
-def _pairwise(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
-    """(IoU [A, B], intersection over the smaller box [A, B])."""
+def _intersections(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """(intersection area [A, B], area of ``a`` [A], area of ``b`` [B])."""
     lt = torch.max(a[:, None, :2], b[None, :, :2])
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
     area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
     area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
+    return inter, area_a, area_b
+
+
+def _pairwise(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
+    """(IoU [A, B], intersection over the smaller box [A, B])."""
+    inter, area_a, area_b = _intersections(a, b)
     union = area_a[:, None] + area_b[None] - inter
     smaller = torch.min(area_a[:, None], area_b[None])
     return inter / union.clamp(min=1e-9), inter / smaller.clamp(min=1e-9)
 
 
-def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, cut: Tensor, *,
-                     iou_thresh: float, ios_thresh: float, max_detections: int
-                     ) -> Dict[str, Tensor]:
-    """Per-class merge of the detections of all tiles.
+def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, cut: Tensor,
+                     from_whole: Tensor, *, tile_size: int, iou_thresh: float,
+                     ios_thresh: float, max_detections: int) -> Dict[str, Tensor]:
+    """Per-class merge of the detections of all tiles and of the whole-image pass.
+
+    1. A whole-image detection with a side of at least ``LARGE_SIDE * tile_size`` is
+       final: the tiles see such an object in pieces, and no piece replaces it.
+    2. A tile detection of its class that lies mostly inside it (intersection over the
+       tile box's area >= ``ios_thresh``) is a piece of that object and is dropped when it
+       was cut by a tile border or covers at least ``OWN_OBJECT_AREA`` of the large box
+       (or of a tile, if less); so is a tile box with IoU > ``iou_thresh`` (the same
+       object). An uncut, smaller tile detection is an object of its own and stays. The
+       large box keeps its coordinates and its score: the whole-image pass rated that
+       box, a tile rated a piece (and a score threshold keeps its meaning).
+    3. The other detections are joined (``_join_tiles``): plain per-class NMS of the uncut
+       ones, then the pieces of an object cut by tile borders become one box (their union).
+    4. A joined box with IoU > ``iou_thresh`` with a final box of its class is dropped.
+
+    Without whole-image detections (``from_whole`` all False) this is step 3 alone.
+
+    Args:
+        boxes: float [D, 4] image pixels; scores [D]; labels int64 [D].
+        cut: bool [D], the tile detection touches its tile's border inside the image.
+        from_whole: bool [D], the detection comes from the whole-image pass.
+        tile_size: ``TEST.SLICE.SIZE``, the tiles' side in image pixels.
+    Returns:
+        {"boxes" [D', 4], "scores" [D'], "labels" [D']}, best first, D' <= max_detections.
+    """
+    sides = boxes[:, 2:] - boxes[:, :2]
+    large = from_whole & (sides.max(1).values >= LARGE_SIDE * tile_size)  # 1.
+    final = torch.nonzero(large).squeeze(1)
+    rest = torch.nonzero(~large).squeeze(1)
+    pieces = ~from_whole[rest] & _pieces(  # 2.
+        boxes[rest], labels[rest], cut[rest], boxes[final], labels[final],
+        tile_size=tile_size, iou_thresh=iou_thresh, ios_thresh=ios_thresh)
+    rest = rest[~pieces]
+    joined = _join_tiles(boxes[rest], scores[rest], labels[rest], cut[rest],  # 3.
+                         iou_thresh, ios_thresh)
+    duplicate = _repeats(joined[0], joined[2], boxes[final], labels[final], iou_thresh)  # 4.
+    boxes = torch.cat([boxes[final], joined[0][~duplicate]])
+    scores = torch.cat([scores[final], joined[1][~duplicate]])
+    labels = torch.cat([labels[final], joined[2][~duplicate]])
+    order = torch.argsort(scores, descending=True, stable=True)[:max_detections]
+    return {"boxes": boxes[order], "scores": scores[order], "labels": labels[order]}
+
+
+def _pieces(boxes: Tensor, labels: Tensor, cut: Tensor, big: Tensor, big_labels: Tensor, *,
+            tile_size: int, iou_thresh: float, ios_thresh: float) -> Tensor:
+    """bool [D]: the tile detection is a piece of one of the ``big`` boxes of its class
+    (step 2 of ``merge_detections``): IoU > ``iou_thresh``, or at least ``ios_thresh`` of
+    its area inside it and cut by its tile's border or not small. Small is under
+    ``OWN_OBJECT_AREA`` of the big box or of a tile, whichever is less: a tile shows at
+    most a tile's worth of a large object."""
+    own = OWN_OBJECT_AREA * (big[:, 2:] - big[:, :2]).prod(1).clamp(max=tile_size ** 2)
+
+    def hit(rows, inter, area, big_area):
+        union = area[:, None] + big_area[None] - inter
+        part = cut[rows, None] | (area[:, None] >= own[None])
+        return (inter > iou_thresh * union) | ((inter >= ios_thresh * area[:, None]) & part)
+
+    return _any_of_class(boxes, labels, big, big_labels, hit)
+
+
+def _repeats(boxes: Tensor, labels: Tensor, big: Tensor, big_labels: Tensor,
+             iou_thresh: float) -> Tensor:
+    """bool [D]: IoU > ``iou_thresh`` with one of the ``big`` boxes of its class."""
+
+    def hit(rows, inter, area, big_area):
+        return inter > iou_thresh * (area[:, None] + big_area[None] - inter)
+
+    return _any_of_class(boxes, labels, big, big_labels, hit)
+
+
+def _any_of_class(boxes: Tensor, labels: Tensor, big: Tensor, big_labels: Tensor,
+                  hit: Callable, chunk: int = 4096) -> Tensor:
+    """bool [D]: ``hit(rows, inter [C, B], area [C], big_area [B])`` holds for one of the
+    ``big`` boxes [B, 4] of the box's class; C = ``chunk`` rows at a time bound the memory."""
+    out = torch.zeros(len(boxes), dtype=torch.bool)
+    if not len(big):
+        return out
+    for start in range(0, len(boxes), chunk):
+        rows = slice(start, start + chunk)
+        inter, area, big_area = _intersections(boxes[rows], big)
+        same = labels[rows, None] == big_labels[None]
+        out[rows] = (same & hit(rows, inter, area, big_area)).any(1)
+    return out
+
+
+def _join_tiles(boxes, scores, labels, cut, iou_thresh, ios_thresh):
+    """Step 3 of ``merge_detections``; (boxes, scores, labels).
 
     Boxes no tile border cut are first reduced by plain per-class NMS (``iou_thresh``:
     the same object seen whole by two tiles). Then, greedily in decreasing score order, a
@@ -112,26 +214,18 @@ def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, cut: Tensor,
     smaller > ``ios_thresh`` (a piece of the object). Absorbing a cut piece grows the box
     to their union and the search repeats, so the pieces of an object cut by several tile
     borders become one box.
-
-    Args:
-        boxes: float [D, 4] image pixels; scores [D]; labels int64 [D]; cut: bool [D].
-    Returns:
-        {"boxes" [D', 4], "scores" [D'], "labels" [D']}, best first, D' <= max_detections.
     """
-    whole = torch.nonzero(~cut).squeeze(1)
-    kept_whole = whole[batched_nms(boxes[whole], scores[whole], labels[whole], iou_thresh)]
-    keep = torch.cat([kept_whole, torch.nonzero(cut).squeeze(1)])
+    uncut = torch.nonzero(~cut).squeeze(1)
+    kept_uncut = uncut[batched_nms(boxes[uncut], scores[uncut], labels[uncut], iou_thresh)]
+    keep = torch.cat([kept_uncut, torch.nonzero(cut).squeeze(1)])
     boxes, scores, labels, cut = boxes[keep], scores[keep], labels[keep], cut[keep]
     # Only boxes that meet a cut piece take part in the greedy merge (a Python loop);
     # the others are final.
     involved = cut | _meets(boxes, labels, cut, iou_thresh, ios_thresh)
     merged = _greedy_merge(boxes[involved], scores[involved], labels[involved],
                            cut[involved], iou_thresh, ios_thresh)
-    boxes = torch.cat([boxes[~involved], merged[0]])
-    scores = torch.cat([scores[~involved], merged[1]])
-    labels = torch.cat([labels[~involved], merged[2]])
-    order = torch.argsort(scores, descending=True, stable=True)[:max_detections]
-    return {"boxes": boxes[order], "scores": scores[order], "labels": labels[order]}
+    return (torch.cat([boxes[~involved], merged[0]]), torch.cat([scores[~involved], merged[1]]),
+            torch.cat([labels[~involved], merged[2]]))
 
 
 def _meets(boxes, labels, cut, iou_thresh, ios_thresh, chunk: int = 4096) -> Tensor:
@@ -160,7 +254,7 @@ def _greedy_merge(boxes, scores, labels, cut, iou_thresh, ios_thresh):
         alive[i] = False
         box, is_cut = boxes[i], bool(cut[i])
         while True:
-            # after the NMS, whole boxes meet each other only through a cut piece
+            # after the NMS, uncut boxes meet each other only through a cut piece
             pool = alive & (labels == labels[i]) & (cut | is_cut)
             cand = torch.nonzero(pool).squeeze(1)
             if not len(cand):
@@ -256,15 +350,16 @@ class SlicedInference(nn.Module):
             for (x0, y0, x1, y1), out in zip(chunk, outs):
                 boxes = out["boxes"] + torch.tensor([x0, y0, x0, y0], dtype=out["boxes"].dtype)
                 parts.append((boxes, out["scores"], out["labels"],
-                              cut_by_tile(boxes, (x0, y0, x1, y1), h, w)))
+                              cut_by_tile(boxes, (x0, y0, x1, y1), h, w),
+                              torch.zeros(len(boxes), dtype=torch.bool)))
         if self.whole_image:
             out = self._run([image])[0]
-            parts.append((out["boxes"], out["scores"], out["labels"],
-                          torch.zeros(len(out["boxes"]), dtype=torch.bool)))
-        boxes, scores, labels, cut = (torch.cat(p) for p in zip(*parts))
-        return merge_detections(boxes.float(), scores, labels, cut,
-                                iou_thresh=self.iou_thresh, ios_thresh=self.ios_thresh,
-                                max_detections=self.max_detections)
+            never = torch.zeros(len(out["boxes"]), dtype=torch.bool)
+            parts.append((out["boxes"], out["scores"], out["labels"], never, ~never))
+        boxes, scores, labels, cut, from_whole = (torch.cat(p) for p in zip(*parts))
+        return merge_detections(boxes.float(), scores, labels, cut, from_whole,
+                                tile_size=self.size, iou_thresh=self.iou_thresh,
+                                ios_thresh=self.ios_thresh, max_detections=self.max_detections)
 
     def _check_tile_count(self, h: int, w: int) -> None:
         """ValueError when an h x w image would need more than ``MAX_TILES`` tiles."""

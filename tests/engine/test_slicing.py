@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from fewshot_det import get_cfg
-from fewshot_det.engine.slicing import (LOG_TILES, MAX_TILES, SlicedInference, cut_by_tile,
-                                        merge_detections, tile_count, tile_grid, tile_origins)
+from fewshot_det.engine.slicing import (LARGE_SIDE, LOG_TILES, MAX_TILES, SlicedInference,
+                                        cut_by_tile, merge_detections, tile_count, tile_grid,
+                                        tile_origins)
 
 
 def test_tiles_cover_the_image_with_the_overlap_and_end_on_its_edges():
@@ -92,8 +93,9 @@ def test_an_image_no_larger_than_a_tile_is_inferred_as_usual():
 
 def test_merge_keeps_distinct_classes_and_the_best_score():
     boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 10, 10], [0, 0, 10, 10.]])
-    out = merge_detections(boxes, torch.tensor([0.5, 0.9, 0.8]), torch.tensor([1, 1, 2]),
-                           torch.zeros(3, dtype=torch.bool), iou_thresh=0.5, ios_thresh=0.6,
+    no = torch.zeros(3, dtype=torch.bool)
+    out = merge_detections(boxes, torch.tensor([0.5, 0.9, 0.8]), torch.tensor([1, 1, 2]), no,
+                           no, tile_size=100, iou_thresh=0.5, ios_thresh=0.6,
                            max_detections=10)
     assert out["scores"].tolist() == pytest.approx([0.9, 0.8])
     assert out["labels"].tolist() == [1, 2]
@@ -101,6 +103,143 @@ def test_merge_keeps_distinct_classes_and_the_best_score():
                        200, 200).tolist() == [False, False]
     assert cut_by_tile(torch.tensor([[90., 0, 99, 5]]), (0, 0, 100, 100), 200, 200).tolist() \
         == [True]
+
+
+def _merge(dets, tile_size=200):
+    """merge_detections of (box, score, label, cut, from_whole) rows."""
+    boxes, scores, labels, cut, whole = zip(*dets)
+    return merge_detections(torch.tensor(boxes, dtype=torch.float32), torch.tensor(scores),
+                            torch.tensor(labels), torch.tensor(cut), torch.tensor(whole),
+                            tile_size=tile_size, iou_thresh=0.5, ios_thresh=0.6,
+                            max_detections=100)
+
+
+def _iou(a, b):
+    from torchvision.ops import box_iou
+
+    return float(box_iou(torch.tensor([a], dtype=torch.float32),
+                         torch.tensor([b], dtype=torch.float32))[0, 0])
+
+
+def _tile_pieces(obj, label=1, score=0.9, h=600, w=600, size=200, overlap=0.25):
+    """What every tile of an h x w image sees of the object ``obj`` (XYXY): its visible
+    part, as (box, score, label, cut, from_whole) rows."""
+    rows = []
+    for tile in tile_grid(h, w, size, overlap):
+        box = torch.tensor([[max(obj[0], tile[0]), max(obj[1], tile[1]),
+                             min(obj[2], tile[2]), min(obj[3], tile[3])]], dtype=torch.float32)
+        if (box[0, 2:] > box[0, :2]).all():
+            rows.append((box[0].tolist(), score, label, bool(cut_by_tile(box, tile, h, w)),
+                         False))
+    return rows
+
+
+def test_a_large_whole_image_detection_is_not_lost_to_its_pieces():
+    # 600 x 600, tiles of 200 at a stride of 150: an object twice the tile is cut into 16
+    # pieces (0.9), the whole-image pass boxes it a few pixels off (0.6); one tile also
+    # scores a part of it that touches no tile border (a quarter of a tile)
+    obj, found = [100, 100, 500, 500], [96, 104, 505, 498]
+    pieces = _tile_pieces(obj)
+    assert len(pieces) == 16 and all(cut for _, _, _, cut, _ in pieces)
+    out = _merge(pieces + [([160, 160, 260, 260], 0.9, 1, False, False),
+                           (found, 0.6, 1, False, True)])
+    assert out["boxes"].tolist() == [found] and _iou(found, obj) > 0.9
+    assert out["scores"].tolist() == pytest.approx([0.6])
+
+
+def test_overlapping_large_objects_of_one_class_stay_apart():
+    # two large objects whose boxes overlap (as two diagonal ones do): the tiles' pieces
+    # of one do not grow the other
+    a, b = [0, 0, 300, 450], [200, 150, 500, 600]
+    out = _merge(_tile_pieces(a) + _tile_pieces(b) + [(a, 0.6, 1, False, True),
+                                                       (b, 0.5, 1, False, True)])
+    assert out["boxes"].tolist() == [a, b]
+    assert out["scores"].tolist() == pytest.approx([0.6, 0.5])
+
+
+def test_tiles_still_win_over_a_whole_image_box_smaller_than_a_tile():
+    # not large (< LARGE_SIDE x tile): the sharper, better-scored tile box wins as in NMS
+    small = [10, 10, 10 + LARGE_SIDE * 200 - 1, 60]
+    out = _merge([(small, 0.6, 1, False, True), ([12, 10, small[2], 60], 0.9, 1, False, False)])
+    assert out["scores"].tolist() == pytest.approx([0.9])
+
+
+def test_a_small_object_cut_by_a_tile_border_is_joined_next_to_a_large_one():
+    # x 230..330 in tiles x 100..300 and 250..450: two pieces, one cut at x = 300, one at
+    # x = 250, become one box; the large whole-image box of the same class above is kept
+    out = _merge([([230, 500, 300, 520], 0.8, 1, True, False),
+                  ([250, 500, 330, 520], 0.9, 1, True, False),
+                  ([0, 0, 400, 300], 0.6, 1, False, True)])
+    assert sorted(out["boxes"].tolist()) == [[0, 0, 400, 300], [230, 500, 330, 520]]
+
+
+def test_small_objects_beside_a_large_box_of_another_class_survive():
+    out = _merge([([0, 0, 400, 400], 0.6, 2, False, True),
+                  ([390, 100, 420, 130], 0.9, 1, True, False),
+                  ([300, 200, 330, 230], 0.8, 1, False, False),
+                  ([340, 200, 370, 230], 0.7, 1, False, False)])
+    assert out["labels"].tolist() == [1, 1, 1, 2]
+    assert len(out["boxes"]) == 4
+
+
+def test_a_small_uncut_object_inside_a_large_one_of_its_class_is_its_own_object():
+    # 40 x 40 inside a 400 x 400 whole-image box (1 % of its area), whole in its tile: an
+    # object of its own. The same box touching a tile border is a piece of the large one.
+    big = ([0, 0, 400, 400], 0.6, 1, False, True)
+    out = _merge([big, ([180, 180, 220, 220], 0.9, 1, False, False)])
+    assert out["boxes"].tolist() == [[180, 180, 220, 220], [0, 0, 400, 400]]
+    out = _merge([big, ([180, 180, 220, 220], 0.9, 1, True, False)])
+    assert out["boxes"].tolist() == [[0, 0, 400, 400]]
+
+
+class Blobs(nn.Module):
+    """A stand-in detector: one box per blob of bright pixels of the (resized) input, of
+    label 1 (grey 128) or 2 (white), in the input's original pixels; a whole image (larger
+    than ``tile``) scores 0.6, a tile 0.9."""
+
+    def __init__(self, tile: int):
+        super().__init__()
+        self.tile = tile
+
+    def forward(self, batch):
+        import cv2
+
+        out = []
+        for item in batch:
+            img = item["image"][0].numpy()
+            sy, sx = item["height"] / img.shape[0], item["width"] / img.shape[1]
+            count, comp, stats, _ = cv2.connectedComponentsWithStats(
+                (img > 64).astype(np.uint8), connectivity=4)
+            boxes, labels = [], []
+            for k in range(1, count):
+                x, y, w, h = stats[k, :4]
+                boxes.append([x * sx, y * sy, (x + w) * sx, (y + h) * sy])
+                labels.append(2 if img[comp == k].max() > 192 else 1)
+            score = 0.6 if max(item["height"], item["width"]) > self.tile else 0.9
+            out.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                        "scores": torch.full((len(boxes),), score),
+                        "labels": torch.tensor(labels, dtype=torch.int64)})
+        return out
+
+
+def test_sliced_inference_keeps_large_objects_and_joins_cut_small_ones():
+    cfg = get_cfg()
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", "100", "INPUT.MAX_SIZE_TEST", "10000",
+                         "TEST.SLICE.SIZE", "100", "TEST.SLICE.OVERLAP", "0.2",
+                         "TEST.SLICE.WHOLE_IMAGE", "True"])
+    sliced = SlicedInference.from_config(cfg, Blobs(tile=100))
+    # 500 x 500, tiles of 100 at a stride of 80 (x, y origins 0, 80, ..., 320, 400):
+    # a 200 x 200 object (label 2) seen in pieces by 16 tiles and whole by the whole
+    # image pass; a 50 x 20 object (label 1) across the tile border at x = 100, in no
+    # tile whole
+    img = np.zeros((500, 500, 3), np.uint8)
+    img[150:350, 150:350] = 255
+    img[420:440, 75:125] = 128
+    out = sliced.detect(img)
+    by_label = {int(k): out["boxes"][out["labels"] == k].tolist() for k in (1, 2)}
+    assert len(by_label[2]) == 1 and _iou(by_label[2][0], [150, 150, 350, 350]) > 0.9
+    assert out["scores"][out["labels"] == 2].tolist() == pytest.approx([0.6])
+    assert by_label[1] == [[75.0, 420.0, 125.0, 440.0]]
 
 
 def test_slice_keys_are_checked():
