@@ -494,6 +494,11 @@ _C.FEWSHOT.FINETUNE.NOVEL_INIT = "random"
 # class, from its K shots: the base rows of a checkpoint trained with a linear classifier
 # are then cosine rows of the same kind as the new ones).
 _C.FEWSHOT.FINETUNE.IMPRINT_CLASSES = "new"
+# Imprinted rows point from the mean box-head feature of the example images' proposals to
+# the class's mean (True), or along the class's mean (False: Qi et al.'s rows). Box-head
+# features share one large component; an uncentred row follows it and outscores trained
+# rows on every RoI (fewshot_det/modeling/fewshot/imprint.py).
+_C.FEWSHOT.FINETUNE.IMPRINT_CENTRE = True
 # When only the box predictor trains (TFA), compute the box-head features of the K-shot
 # images' RoIs once (each training scale, and mirrored) and train the predictor on them:
 # a step is then a matrix product, not a forward pass (fewshot_det/engine/roi_cache.py).

@@ -234,7 +234,8 @@ def imprint_kshot(cfg, model, records: Sequence[dict], metadata,
     the names imprinted."""
     from ..data.mapper import DatasetMapper
     from ..data.transforms import transforms_from_config
-    from ..modeling.fewshot.imprint import cosine_predictor, gt_box_features, imprint_rows
+    from ..modeling.fewshot.imprint import (cosine_predictor, example_box_features,
+                                            imprint_rows, mean_direction)
 
     cosine_predictor(unwrap(model))  # fail before reading any image
     names = list(metadata.thing_classes)
@@ -246,11 +247,16 @@ def imprint_kshot(cfg, model, records: Sequence[dict], metadata,
     rng = np.random.default_rng(0)  # the test transforms draw nothing
     wanted = [r for r in records if any(a["category_id"] in ids for a in r["annotations"])]
     examples: Dict[int, list] = {}
+    around = []
     for start in range(0, len(wanted), 4):
         batch = [mapper(r, rng) for r in wanted[start:start + 4]]
-        for k, feats in gt_box_features(unwrap(model), batch).items():
+        per_class, proposals = example_box_features(unwrap(model), batch)
+        for k, feats in per_class.items():
             examples.setdefault(k, []).append(feats)
-    done = imprint_rows(unwrap(model), examples, sorted(ids))
+        around.append(proposals)
+    centre = mean_direction(torch.cat(around)) \
+        if cfg.FEWSHOT.FINETUNE.IMPRINT_CENTRE and around else None
+    done = imprint_rows(unwrap(model), examples, sorted(ids), centre)
     imprinted = [names[k - 1] for k in done]
     logger.info("imprinted the classifier rows of %s from %d K-shot boxes (no training)",
                 imprinted, sum(len(f) for k in done for f in examples[k]))

@@ -206,7 +206,7 @@ class Predictor:
         new names first grow the classifier by class surgery on the current weights (the
         trained rows kept)."""
         from ..data.episodes import check_support_box
-        from ..modeling.fewshot.imprint import gt_box_features, imprint_rows
+        from ..modeling.fewshot.imprint import example_box_features, imprint_rows, mean_direction
 
         names = self._names()
         new = [n for n in supports if n not in names]
@@ -219,10 +219,16 @@ class Predictor:
             self._grow(names + new, new)
             names = names + new
         examples: Dict[int, list] = {}
+        around = []
         for image, box, label in items:
-            for k, feats in gt_box_features(self.model, [self._item(image, box, label)]).items():
+            per_class, proposals = example_box_features(self.model,
+                                                        [self._item(image, box, label)])
+            for k, feats in per_class.items():
                 examples.setdefault(k, []).append(feats)
-        done = imprint_rows(self.model, examples, sorted(examples))
+            around.append(proposals)
+        centre = mean_direction(torch.cat(around)) \
+            if self.cfg.FEWSHOT.FINETUNE.IMPRINT_CENTRE and around else None
+        done = imprint_rows(self.model, examples, sorted(examples), centre)
         self.class_names = names
         logger.info("imprinted the classifier rows of %s from %d example box(es)",
                     [names[k - 1] for k in done], len(items))
