@@ -136,16 +136,24 @@ def train_stage(cfg) -> dict:
 
 
 def fewshot_stage(cfg, shots: int, seeds, support_only: bool = False) -> dict:
-    """``run_fewshot`` over the seeds (resumed when interrupted), with the time per seed."""
+    """``run_fewshot`` over the seeds (resumed when interrupted; seeds finished by an
+    earlier run with fewer seeds are read back), with the time per seed."""
     from fewshot_det.engine.fewshot import run_fewshot
 
     path = os.path.join(cfg.OUTPUT_DIR, "stage.json")
+    before = {"seeds": [], "minutes_per_seed": 0.0}
     if os.path.isfile(path):
         with open(path) as f:
-            return json.load(f)
+            before = json.load(f)
+        if before["seeds"] == list(seeds):
+            return before
+    timed = [s for s in seeds if s not in before["seeds"]]
     start = time.perf_counter()
     summary = run_fewshot(cfg, shots, seeds, support_only=support_only, resume=True)
-    summary["minutes_per_seed"] = (time.perf_counter() - start) / 60 / len(seeds)
+    # the mean over the seeds of this run's time and the earlier run's per-seed time
+    total = (time.perf_counter() - start) / 60 + before["minutes_per_seed"] * (
+        len(seeds) - len(timed))
+    summary["minutes_per_seed"] = total / len(seeds)
     with open(path, "w") as f:
         json.dump(summary, f, indent=1)
     return summary
