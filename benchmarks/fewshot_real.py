@@ -86,8 +86,12 @@ def parse_args(argv=None):
                    help="the synthetic quick start's model_final.pth (r18_synthetic rows)")
     p.add_argument("--base-iters", type=int, default=0, help="override the base schedules")
     p.add_argument("--ft-iters", type=int, default=0, help="override the fine-tune schedules")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE")
-    return p.parse_args(argv)
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                   help="config overrides of every stage; after a list option, start them "
+                        "with -- (e.g. --seeds 0 1 -- SOLVER.MAX_ITER 10)")
+    args = p.parse_args(argv)
+    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    return args
 
 
 def dataset_overrides(name: str) -> list:
