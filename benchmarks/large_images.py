@@ -11,8 +11,12 @@ checkpoint's class list without the synthetic novel classes). A quick-start mode
 them at its test size (288 px short side): a 24-px shape becomes 4.5 px. Rows: the whole
 image resized as usual; then sliced inference (``TEST.SLICE.*``) for each --tiles size
 (each tile resized to the test size, so a 144-px tile is enlarged 2x), with the whole-image
-pass, and the best tile size without it. Each row: AP50, APs, APm (COCO areas: small below
-32 x 32 px), seconds per image; all measured in this one run, one process.
+pass, and the best tile size without it. Each row: AP50, APs, APm, APl (COCO areas: small
+below 32 x 32 px, large above 96 x 96), seconds per image; all measured in this one run,
+one process.
+
+--dataset SPEC scores the model on a labelled set of real photos instead (any voc:, coco:
+or yolo: spec), with the same rows.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 
 from machine import cpu_name  # noqa: E402 (benchmarks/machine.py)
 
-COLUMNS = ("AP50", "APs", "APm")
+COLUMNS = ("AP50", "APs", "APm", "APl")
 
 
 def parse_args(argv=None):
@@ -34,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--config", required=True, help="the model's config")
     p.add_argument("--weights", required=True, help="its checkpoint (trained on the shapes)")
     p.add_argument("--num", type=int, default=20, help="scenes")
+    p.add_argument("--dataset", default="", help="a labelled set (voc:/coco:/yolo: spec) "
+                                                 "instead of the synthetic scenes")
     p.add_argument("--tiles", type=int, nargs="+", default=[144, 192, 288])
     p.add_argument("--overlap", type=float, default=0.25)
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE")
@@ -57,8 +63,9 @@ def scenes(out: str, weights: str, num: int) -> str:
 
 
 def num_scenes(spec: str) -> int:
-    with open(os.path.join(spec.split(":")[1], "ImageSets", "Main", "test.txt")) as f:
-        return len(f.read().split())
+    from fewshot_det.data.build import get_detection_dataset
+
+    return len(get_detection_dataset([spec])[0])
 
 
 def evaluate(args, spec: str, name: str, slice_opts) -> dict:
@@ -86,7 +93,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
     setup_logging(args.output)
-    spec = scenes(os.path.abspath(args.output), args.weights, args.num)
+    spec = args.dataset or scenes(os.path.abspath(args.output), args.weights, args.num)
     rows = {"whole image": evaluate(args, spec, "whole", [])}
     for size in args.tiles:
         rows[f"tiles {size}, overlap {args.overlap:g}, + whole image"] = evaluate(
@@ -98,8 +105,8 @@ def main(argv=None) -> dict:
         args, spec, f"tiles{best}_only", ["TEST.SLICE.ENABLED", "True", "TEST.SLICE.SIZE",
                                           str(best), "TEST.SLICE.OVERLAP", str(args.overlap),
                                           "TEST.SLICE.WHOLE_IMAGE", "False"])
-    lines = [f"{num_scenes(spec)} scenes of 2048 x 1536, shapes of 12-48 px; {args.weights} "
-             f"({cpu_name()})", "", "| inference | " + " | ".join(COLUMNS) + " | s / image |",
+    what = spec if args.dataset else "scenes of 2048 x 1536, shapes of 12-48 px"
+    lines = [f"{num_scenes(spec)} images, {what}; {args.weights} ({cpu_name()})", "", "| inference | " + " | ".join(COLUMNS) + " | s / image |",
              "|---|" + "---|" * (len(COLUMNS) + 1)]
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in COLUMNS)
