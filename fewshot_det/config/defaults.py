@@ -420,15 +420,22 @@ _C.TEST.SLICE.OVERLAP = 0.25
 _C.TEST.SLICE.WHOLE_IMAGE = True
 # Tiles per forward pass.
 _C.TEST.SLICE.BATCH = 4
-# Merging, per class (engine/slicing.py merge_detections):
-# 1. a whole-image detection with a side of at least 0.8 x SIZE is kept as it is, and a
-#    tile detection mostly inside it (intersection over the tile box >= IOS_THRESH) is a
-#    piece of it and dropped, unless it is uncut by its tile's border and small (under
-#    0.1 of the large box or of a tile): then it is an object of its own;
+# Merging, per class (engine/slicing.py merge_detections). Each pass keeps the objects it
+# sees at a size the model finds: with a side of at least WHOLE_MIN_SIZE pixels in the
+# whole-image pass's input (a tile enlarges it, and is scored less reliably), or of
+# 0.8 x SIZE (a tile rarely holds it whole), an object comes from that pass; smaller ones
+# come from the tiles:
+# 0. a tile detection that large is dropped;
+# 1. a whole-image detection that large is kept as it is, and a tile detection mostly
+#    inside it (intersection over the tile box >= IOS_THRESH) is a piece of it and
+#    dropped, unless it is uncut by its tile's border and small (under 0.1 of the large
+#    box or of a tile): then it is an object of its own;
 # 2. among the rest a box absorbs lower-scored ones with IoU above NMS_THRESH, or, when
 #    one of them was cut by a tile border, with intersection over the smaller box above
 #    IOS_THRESH (the pieces of a cut object are joined into one box);
 # 3. a box left with IoU above NMS_THRESH with a box kept in 1 is dropped.
+# Without WHOLE_IMAGE, 2 alone merges the tiles.
+_C.TEST.SLICE.WHOLE_MIN_SIZE = 48.0
 _C.TEST.SLICE.NMS_THRESH = 0.5
 _C.TEST.SLICE.IOS_THRESH = 0.6
 

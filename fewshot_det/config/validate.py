@@ -113,6 +113,8 @@ def _check_slice(cfg: CfgNode) -> None:
     # engine/slicing.py bounds per image (MAX_TILES, it knows the image size).
     _require(0 <= s.OVERLAP < 1, f"TEST.SLICE.OVERLAP must be in [0, 1), got {s.OVERLAP}")
     _require(s.BATCH >= 1, f"TEST.SLICE.BATCH must be >= 1, got {s.BATCH}")
+    _require(s.WHOLE_MIN_SIZE >= 0,
+             f"TEST.SLICE.WHOLE_MIN_SIZE must be >= 0 pixels, got {s.WHOLE_MIN_SIZE}")
     for key in ("NMS_THRESH", "IOS_THRESH"):
         _require(0 < s[key] <= 1, f"TEST.SLICE.{key} must be in (0, 1], got {s[key]}")
 

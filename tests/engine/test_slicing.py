@@ -1,11 +1,15 @@
 """Sliced inference (``engine.slicing``): tiles, boxes mapped back, merging across tiles."""
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from fewshot_det import get_cfg
-from fewshot_det.engine.slicing import (LARGE_SIDE, LOG_TILES, MAX_TILES, SlicedInference,
+from fewshot_det.config.validate import validate_cfg
+from fewshot_det.engine import slicing
+from fewshot_det.engine.slicing import (LOG_TILES, MAX_TILES, SlicedInference,
                                         cut_by_tile, merge_detections, tile_count, tile_grid,
                                         tile_origins)
 
@@ -105,13 +109,14 @@ def test_merge_keeps_distinct_classes_and_the_best_score():
         == [True]
 
 
-def _merge(dets, tile_size=200):
-    """merge_detections of (box, score, label, cut, from_whole) rows."""
+def _merge(dets, tile_size=200, whole_from=160.0):
+    """merge_detections of (box, score, label, cut, from_whole) rows; objects with a side
+    of 160 px or more come from the whole-image pass."""
     boxes, scores, labels, cut, whole = zip(*dets)
     return merge_detections(torch.tensor(boxes, dtype=torch.float32), torch.tensor(scores),
                             torch.tensor(labels), torch.tensor(cut), torch.tensor(whole),
                             tile_size=tile_size, iou_thresh=0.5, ios_thresh=0.6,
-                            max_detections=100)
+                            max_detections=100, whole_from=whole_from)
 
 
 def _iou(a, b):
@@ -158,8 +163,8 @@ def test_overlapping_large_objects_of_one_class_stay_apart():
 
 
 def test_tiles_still_win_over_a_whole_image_box_smaller_than_a_tile():
-    # not large (< LARGE_SIDE x tile): the sharper, better-scored tile box wins as in NMS
-    small = [10, 10, 10 + LARGE_SIDE * 200 - 1, 60]
+    # below whole_from: the sharper, better-scored tile box wins as in NMS
+    small = [10, 10, 10 + 160 - 1, 60]
     out = _merge([(small, 0.6, 1, False, True), ([12, 10, small[2], 60], 0.9, 1, False, False)])
     assert out["scores"].tolist() == pytest.approx([0.9])
 
@@ -371,3 +376,44 @@ def test_many_tiles_without_a_terminal_log_one_line_per_image(caplog):
         sliced.detect(_image(40, 40))  # 9 tiles: no line
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["sliced inference: 64 tiles of 16 px for a 128 x 128 image"]
+
+
+def test_objects_the_whole_image_pass_sees_large_enough_come_from_it_alone():
+    # whole_from 160: a tile's uncut 170-px box (an enlarged view the whole pass also
+    # sees, scored 0.95) is dropped though no whole-image box covers it; a 40-px one stays
+    out = _merge([([0, 0, 170, 170], 0.95, 1, False, False),
+                  ([300, 300, 340, 340], 0.7, 1, False, False),
+                  ([400, 0, 600, 150], 0.5, 2, False, True)])
+    assert sorted(out["boxes"].tolist()) == [[300, 300, 340, 340], [400, 0, 600, 150]]
+    # without the whole-image pass the tiles keep every size
+    out = _merge([([0, 0, 170, 170], 0.95, 1, False, False)], whole_from=float("inf"))
+    assert out["boxes"].tolist() == [[0, 0, 170, 170]]
+
+
+def test_the_size_bound_is_measured_in_the_whole_image_pass_input():
+    # 400 x 400 image, test size 100: the whole pass shrinks 4x, so WHOLE_MIN_SIZE 10
+    # (pixels of its input) routes objects of 40+ image pixels to it
+    sliced = _sliced(size=100, overlap=0.25, whole_image=True)
+    sliced.whole_min_size = 10.0
+    assert sliced._whole_scale(400, 400) == pytest.approx(0.25)
+    seen = {}
+    real = slicing.merge_detections
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        return real(*args, **kw)
+
+    with mock.patch.object(slicing, "merge_detections", spy):
+        sliced.detect(_image(400, 400, (10, 10, 30, 30)))
+    assert seen["whole_from"] == pytest.approx(40.0)
+    sliced.whole_min_size = 48.0  # 192 image px, but no 100-px tile holds 80+ px whole
+    with mock.patch.object(slicing, "merge_detections", spy):
+        sliced.detect(_image(400, 400, (10, 10, 30, 30)))
+    assert seen["whole_from"] == pytest.approx(80.0)
+
+
+def test_whole_min_size_is_checked():
+    cfg = get_cfg()
+    cfg.merge_from_list(["TEST.SLICE.WHOLE_MIN_SIZE", "-1"])
+    with pytest.raises(ValueError, match="TEST.SLICE.WHOLE_MIN_SIZE must be >= 0 pixels, got -1"):
+        validate_cfg(cfg)
