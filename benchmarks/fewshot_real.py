@@ -86,6 +86,8 @@ def parse_args(argv=None):
                    help="the synthetic quick start's model_final.pth (r18_synthetic rows)")
     p.add_argument("--base-iters", type=int, default=0, help="override the base schedules")
     p.add_argument("--ft-iters", type=int, default=0, help="override the fine-tune schedules")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the table of the stages already finished; run nothing")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                    help="config overrides of every stage; after a list option, start them "
                         "with -- (e.g. --seeds 0 1 -- SOLVER.MAX_ITER 10)")
@@ -108,6 +110,16 @@ def config(path: str, out: str, opts: list, iters: int = 0):
     more = ["SOLVER.MAX_ITER", str(iters), "SOLVER.WARMUP_ITERS", str(min(50, iters // 4)),
             "TEST.EVAL_PERIOD", str(iters)] if iters else []
     return load_config(path, list(opts) + more + ["OUTPUT_DIR", out])
+
+
+def finished(cfg, seeds=None):
+    """The stage's stored result (over exactly ``seeds``, when given), or None."""
+    path = os.path.join(cfg.OUTPUT_DIR, "stage.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    return result if seeds is None or sorted(result["seeds"]) == sorted(seeds) else None
 
 
 def train_stage(cfg) -> dict:
@@ -173,17 +185,20 @@ def run_backbone(args, dataset: str, backbone: str) -> dict:
             raise FileNotFoundError(f"--r18-weights {args.r18_weights!r}: the quick start's "
                                     f"model_final.pth is needed for the r18_synthetic rows")
         init = ["MODEL.WEIGHTS", os.path.abspath(args.r18_weights)]
+    stage = (lambda cfg, *a, **k: finished(cfg)) if args.report_only else train_stage
     base = config(base_cfg, os.path.join(out, "base"), opts + init, args.base_iters)
-    result = {"base": train_stage(base)}
+    result = {"base": stage(base)}
     full = config(base_cfg, os.path.join(out, "full_data"),
                   opts + init + ["FEWSHOT.TRAIN_CLASSES", "all"], args.base_iters)
-    result["full_data"] = train_stage(full)
+    result["full_data"] = stage(full)
+    if result["base"] is None or result["full_data"] is None:
+        return {}
     base_weights = ["MODEL.WEIGHTS", os.path.join(base.OUTPUT_DIR, "model_final.pth")]
     wants_siamese = {"siamese", "siamese_support"} & set(args.methods)
     if wants_siamese:
         sia = config(sia_base_cfg, os.path.join(out, "siamese_base"), opts + base_weights,
                      args.base_iters and max(1, args.base_iters // 3))
-        result["siamese_base"] = train_stage(sia)
+        result["siamese_base"] = stage(sia)
         sia_weights = ["MODEL.WEIGHTS", os.path.join(sia.OUTPUT_DIR, "model_final.pth")]
     for k in args.shots:
         splits = ["FEWSHOT.SPLIT_DIR", os.path.join(out, f"splits_{k}shot")]
@@ -197,7 +212,8 @@ def run_backbone(args, dataset: str, backbone: str) -> dict:
             path, more, support_only = runs[method]
             cfg = config(path, os.path.join(out, f"{method}_{k}shot"), opts + splits + more,
                          0 if support_only else args.ft_iters)
-            result[f"{method}_{k}shot"] = fewshot_stage(cfg, k, args.seeds, support_only)
+            result[f"{method}_{k}shot"] = (finished(cfg, args.seeds) if args.report_only
+                                           else fewshot_stage(cfg, k, args.seeds, support_only))
     return result
 
 
@@ -216,6 +232,8 @@ def table(args, results: dict) -> str:
                   "", "| backbone | method | K | nAP50 | bAP50 | share of full-data nAP50 "
                   "| min / seed |", "|---|---|---|---|---|---|---|"]
         for backbone, r in per_backbone.items():
+            if not r:  # --report-only before the base stages finished
+                continue
             ref = r["full_data"]["metrics"].get("nAP50", float("nan"))
             before = r["base"]["metrics"].get("bAP50", float("nan"))
             lines.append(f"| {backbone} | base training (bAP50 before) | - | - | {before:.3f} | "
