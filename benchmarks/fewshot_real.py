@@ -88,12 +88,9 @@ def parse_args(argv=None):
     p.add_argument("--ft-iters", type=int, default=0, help="override the fine-tune schedules")
     p.add_argument("--report-only", action="store_true",
                    help="write the table of the stages already finished; run nothing")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                   help="config overrides of every stage; after a list option, start them "
-                        "with -- (e.g. --seeds 0 1 -- SOLVER.MAX_ITER 10)")
-    args = p.parse_args(argv)
-    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
-    return args
+    from bench_args import parse_with_overrides  # benchmarks/bench_args.py
+
+    return parse_with_overrides(p, argv)
 
 
 def dataset_overrides(name: str) -> list:

@@ -74,12 +74,9 @@ def parse_args(argv=None):
     p.add_argument("--large-px", type=int, nargs=2, default=[300, 1200])
     p.add_argument("--tile", type=int, default=512, help="training crop and slice size")
     p.add_argument("--size", type=int, default=512, help="train/test short side")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                   help="config overrides of every stage; after a list option, start them "
-                        "with -- (e.g. --recipes whole tile -- SOLVER.BASE_LR 0.01)")
-    args = p.parse_args(argv)
-    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
-    return args
+    from bench_args import parse_with_overrides  # benchmarks/bench_args.py
+
+    return parse_with_overrides(p, argv)
 
 
 def check_params(args) -> None:

@@ -69,12 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--r50", action="store_true", help="the R-50-FPN 800 px timing instead")
     p.add_argument("--r50-image-iters", type=int, default=4,
                    help="iterations of the image-by-image fine-tune timed (--r50)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                   help="config overrides of every stage; after a list option, start them "
-                        "with -- (e.g. --seeds 0 1 -- SOLVER.MAX_ITER 10)")
-    args = p.parse_args(argv)
-    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
-    return args
+    from bench_args import parse_with_overrides  # benchmarks/bench_args.py
+
+    return parse_with_overrides(p, argv)
 
 
 def run_row(config: str, out: str, shots: int, seeds, support_only: bool, opts) -> dict:
