@@ -5,13 +5,15 @@ A frozen batch norm is an affine map ``y = x * scale + shift`` with constant ``s
 with one pass over the activations instead of three, and stores no extra activation for the
 backward pass: on CPU the ResNet-50 body runs about twice as fast this way. The fold is done
 on every call (on the small weight tensor), so the conv weight stays trainable and the
-state dict keeps torchvision's layout (``conv1.weight``, ``bn1.running_mean``, ...).
+state dict keeps torchvision's layout (``conv1.weight``, ``bn1.running_mean``, ...). Trained
+convolutions on small maps run as a matrix product (``small_conv``).
 """
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.nn import functional as F
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from .small_conv import conv2d
 
 NORMS = ("FrozenBN", "BN", "GN")
 GN_GROUPS = 32
@@ -42,13 +44,14 @@ def conv_norm(x: Tensor, conv: nn.Conv2d, norm: nn.Module) -> Tensor:
         float [N, C_out, H', W'].
     """
     if not isinstance(norm, FrozenBatchNorm2d):
-        return norm(conv(x))
+        return norm(conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding,
+                           conv.dilation, conv.groups))
     scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # C_out
     shift = norm.bias - norm.running_mean * scale
     if conv.bias is not None:
         shift = shift + conv.bias * scale
     weight = conv.weight * scale.reshape(-1, 1, 1, 1)
-    return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
