@@ -48,6 +48,18 @@ def test_same_seed_gives_identical_files(tiny, tmp_path):
     assert _tree(str(tmp_path / "other"))[first_image] != first[first_image]
 
 
+def test_helper_process_draws_the_same_files(tiny, tmp_path, monkeypatch):
+    """Large splits are drawn by two processes; the files are those of one process."""
+    from fewshot_det.data import synthetic
+
+    monkeypatch.setattr(synthetic, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(synthetic.os, "cpu_count", lambda: 2)
+    generate_synthetic_dataset(str(tmp_path / "two"), **TINY)
+    first, two = _tree(tiny[0]), _tree(str(tmp_path / "two"))
+    assert sorted(first) == sorted(two)
+    assert [k for k in first if first[k] != two[k]] == []
+
+
 def test_layout_classes_and_declared_split(tiny):
     root, manifest = tiny
     assert manifest["params"] == TINY and manifest["counts"]["train"]["images"] == 20
