@@ -46,7 +46,8 @@ def get_detection_dataset(names: Sequence[str], *, check_images: bool = True,
 
 
 class MapDataset(Dataset):
-    """``dataset[(index, sample_seed)] = mapper(records[index], rng(sample_seed))``."""
+    """``dataset[(index, sample_seed)] = mapper(records[index], rng(sample_seed))``;
+    a key with a third item, a batch seed, adds ``batch_rng=rng(batch_seed)``."""
 
     def __init__(self, records: List[dict], mapper):
         self.records, self.mapper = records, mapper
@@ -55,8 +56,11 @@ class MapDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, key):
-        index, seed = key
-        return self.mapper(self.records[index], np.random.default_rng(seed))
+        index, seed, *batch = key
+        rng = np.random.default_rng(seed)
+        if not batch:
+            return self.mapper(self.records[index], rng)
+        return self.mapper(self.records[index], rng, batch_rng=np.random.default_rng(batch[0]))
 
 
 def trivial_batch_collator(batch):
@@ -86,14 +90,17 @@ def _loader(dataset, sampler, batch_size: int, num_workers: int, drop_last: bool
 
 
 def build_train_loader(records: List[dict], mapper, *, total_batch_size: int, seed: int,
-                       num_workers: int = 0, start_iter: int = 0) -> DataLoader:
-    """Endless loader of lists of model inputs; batch i is the same on resume."""
+                       num_workers: int = 0, start_iter: int = 0,
+                       batch_rng: bool = False) -> DataLoader:
+    """Endless loader of lists of model inputs; batch i is the same on resume.
+    ``batch_rng``: the mapper also gets a generator shared by the batch (``batch_rng=``)."""
     rank, world = dist_info()
     if total_batch_size % world:
         raise ValueError(f"SOLVER.IMS_PER_BATCH {total_batch_size} must be divisible by the "
                          f"number of processes {world}")
     sampler = TrainingSampler(len(records), seed=seed, start=start_iter * total_batch_size,
-                              rank=rank, world_size=world)
+                              rank=rank, world_size=world,
+                              batch_size=total_batch_size if batch_rng else 0)
     return _loader(MapDataset(records, mapper), sampler, total_batch_size // world,
                    num_workers, drop_last=True)
 
@@ -202,7 +209,7 @@ def build_train_loader_from_config(cfg, start_iter: int = 0,
         mapper = EpisodicMapper.from_config(cfg, mapper, records)
     loader = build_train_loader(records, mapper, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
                                 seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                                start_iter=start_iter)
+                                start_iter=start_iter, batch_rng=cfg.INPUT.SCALE_PER_BATCH)
     return loader, metadata
 
 

@@ -349,8 +349,9 @@ class EpisodicMapper:
                    shots=e.SHOTS, min_negatives=e.MIN_NEGATIVES, flip_prob=cfg.INPUT.RANDOM_FLIP,
                    min_box_size=cfg.FEWSHOT.SUPPORT.MIN_BOX_SIZE)
 
-    def __call__(self, record: dict, rng: np.random.Generator) -> dict:
-        out = self.base_mapper(record, rng)
+    def __call__(self, record: dict, rng: np.random.Generator, batch_rng=None) -> dict:
+        out = (self.base_mapper(record, rng) if batch_rng is None
+               else self.base_mapper(record, rng, batch_rng=batch_rng))
         present = [a["category_id"] for a in record["annotations"] if is_countable(a)]
         class_ids = sample_episode_classes(present, self.pool.class_ids, self.ways,
                                            self.min_negatives, rng)

@@ -8,7 +8,7 @@ Output (one image), as ``GeneralizedRCNN.forward`` and the other meta-architectu
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import cv2
 import numpy as np
@@ -35,7 +35,8 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class DatasetMapper:
-    """Callable ``mapper(record, rng) -> model input dict`` (see module docstring)."""
+    """Callable ``mapper(record, rng, batch_rng=None) -> model input dict`` (see module
+    docstring); ``batch_rng``, shared by a training batch, draws its per-batch choices."""
 
     def __init__(self, *, transforms: List, image_format: str = "BGR",
                  use_difficult: bool = False, keep_annotations: bool = True):
@@ -69,14 +70,15 @@ class DatasetMapper:
         labels = np.array([a["category_id"] for a in anns], dtype=np.int64)
         return boxes, labels
 
-    def __call__(self, record: dict, rng: np.random.Generator) -> dict:
+    def __call__(self, record: dict, rng: np.random.Generator,
+                 batch_rng: Optional[np.random.Generator] = None) -> dict:
         image = read_image(record["file_name"], self.image_format)
         h, w = image.shape[:2]
         if (w, h) != (record["width"], record["height"]):
             raise DataError(f"{record['file_name']}: annotated as {record['width']}x"
                             f"{record['height']} (WxH) but the image is {w}x{h}")
         boxes, labels = self._targets(record)
-        image, boxes = apply_transforms(self.transforms, image, boxes, rng)
+        image, boxes = apply_transforms(self.transforms, image, boxes, rng, batch_rng)
         out = {"image": image_to_tensor(image), "height": h, "width": w,
                "image_id": record["image_id"], "file_name": record["file_name"]}
         if self.keep_annotations:

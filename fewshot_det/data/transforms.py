@@ -81,10 +81,12 @@ def resize_torchvision(image: np.ndarray, boxes: np.ndarray, short: int, max_siz
 class ResizeShortestEdge:
     """Resize so the short side is one of ``short_edge_lengths`` ("choice") or drawn in
     [min, max] ("range"), capping the long side at ``max_size`` (multi-scale training);
-    ``backend`` is one of ``RESIZE_BACKENDS`` (module docstring)."""
+    ``backend`` is one of ``RESIZE_BACKENDS`` (module docstring). ``per_batch``: the size is
+    drawn from the batch's generator (``apply_transforms``), one size per batch."""
 
     def __init__(self, short_edge_lengths: Sequence[int], max_size: int,
-                 sample_style: str = "choice", backend: str = "opencv"):
+                 sample_style: str = "choice", backend: str = "opencv",
+                 per_batch: bool = False):
         if sample_style not in ("choice", "range"):
             raise ValueError(f"sample_style must be choice or range, got {sample_style!r}")
         if backend not in RESIZE_BACKENDS:
@@ -94,6 +96,7 @@ class ResizeShortestEdge:
         self.max_size = max_size
         self.sample_style = sample_style
         self.backend = backend
+        self.per_batch = per_batch
 
     def __call__(self, image, boxes, rng):
         if self.sample_style == "range":
@@ -231,24 +234,30 @@ class RandomHorizontalFlip:
         return np.ascontiguousarray(image[:, ::-1]), flipped
 
 
-def apply_transforms(transforms: List, image: np.ndarray, boxes: np.ndarray, rng):
+def apply_transforms(transforms: List, image: np.ndarray, boxes: np.ndarray, rng,
+                     batch_rng=None):
+    """Apply ``transforms`` in order; those with ``per_batch`` True draw from ``batch_rng``
+    (the generator a training batch shares) when it is given, the others from ``rng``."""
     for t in transforms:
-        image, boxes = t(image, boxes, rng)
+        shared = batch_rng is not None and getattr(t, "per_batch", False)
+        image, boxes = t(image, boxes, batch_rng if shared else rng)
     return image, boxes
 
 
 def build_transforms(*, is_train: bool, resize_mode: str, min_size_train: Sequence[int],
                      max_size_train: int, min_size_sampling: str, min_size_test: int,
                      max_size_test: int, fixed_size: int, flip_prob: float,
-                     resize_backend: str = "opencv", tile_crop=None) -> List:
+                     resize_backend: str = "opencv", tile_crop=None,
+                     scale_per_batch: bool = False) -> List:
     """The standard train / test pipelines (typed arguments; ``transforms_from_config``).
-    ``tile_crop``: a ``RandomTileCrop`` applied first when training, or None."""
+    ``tile_crop``: a ``RandomTileCrop`` applied first when training, or None;
+    ``scale_per_batch``: the training scale is drawn once per batch."""
     crop: List = [tile_crop] if is_train and tile_crop is not None else []
     if resize_mode == "fixed_square":
         ts: List = crop + [FixedSizeResize(fixed_size)]
     elif is_train:
         ts = crop + [ResizeShortestEdge(min_size_train, max_size_train, min_size_sampling,
-                                        resize_backend)]
+                                        resize_backend, per_batch=scale_per_batch)]
     else:
         ts = [ResizeShortestEdge([min_size_test], max_size_test, backend=resize_backend)]
     if is_train and flip_prob > 0:
@@ -267,4 +276,4 @@ def transforms_from_config(cfg, *, is_train: bool) -> List:
         max_size_train=i.MAX_SIZE_TRAIN, min_size_sampling=i.MIN_SIZE_TRAIN_SAMPLING,
         min_size_test=i.MIN_SIZE_TEST, max_size_test=i.MAX_SIZE_TEST,
         fixed_size=i.FIXED_SIZE, flip_prob=i.RANDOM_FLIP if is_train else 0.0,
-        resize_backend=i.RESIZE_BACKEND, tile_crop=crop)
+        resize_backend=i.RESIZE_BACKEND, tile_crop=crop, scale_per_batch=i.SCALE_PER_BATCH)

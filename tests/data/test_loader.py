@@ -87,3 +87,32 @@ def test_loader_resume_gives_same_batches(voc_records, workers):
     full = batches(0, 6)
     assert batches(4, 2) == full[4:]
     assert len({s for b in full for _, s, _ in b}) > 1  # multi-scale really varies
+
+
+def test_batch_seeds_shared_within_a_batch_resumable_and_sharded():
+    full = TrainingSampler(7, seed=3, batch_size=4)
+    it = iter(full)
+    stream = [next(it) for _ in range(24)]
+    assert [k[:2] for k in stream] == [k for k, _ in zip(TrainingSampler(7, seed=3), stream)]
+    seeds = [k[2] for k in stream]
+    assert all(len(set(seeds[b:b + 4])) == 1 for b in range(0, 24, 4))
+    assert len(set(seeds)) == 6  # a new seed per batch
+    resumed = iter(TrainingSampler(7, seed=3, start=8, batch_size=4))
+    assert [next(resumed) for _ in range(16)] == stream[8:]
+    shards = [iter(TrainingSampler(7, seed=3, rank=r, world_size=2, batch_size=4))
+              for r in range(2)]
+    assert [next(shards[p % 2]) for p in range(24)] == stream
+
+
+@pytest.mark.parametrize("per_batch", [False, True])
+def test_scale_per_batch_gives_one_size_per_batch(voc_records, per_batch):
+    mapper = DatasetMapper(transforms=build_transforms(
+        is_train=True, resize_mode="shortest_edge", min_size_train=[20, 30, 40],
+        max_size_train=100, min_size_sampling="choice", min_size_test=30, max_size_test=100,
+        fixed_size=0, flip_prob=0.5, scale_per_batch=per_batch))
+    it = iter(build_train_loader(voc_records, mapper, total_batch_size=3, seed=1,
+                                 batch_rng=per_batch))
+    sizes = [[tuple(x["image"].shape) for x in next(it)] for _ in range(8)]
+    mixed = sum(len(set(b)) > 1 for b in sizes)
+    assert (mixed == 0) if per_batch else (mixed > 0)
+    assert len({b[0] for b in sizes}) > 1  # the size still varies between batches
