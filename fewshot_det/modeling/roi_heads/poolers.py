@@ -2,6 +2,9 @@
 
 Shape glossary: N images, R RoIs (all images), C channels, S output size.
 
+Training on a CPU pools through ``roi_align_cpu`` (a fast backward pass); inference through
+torchvision's ``roi_align``.
+
 Level mapping (FPN paper eq. 1, torchvision's ``LevelMapper``):
 ``k = floor(4 + log2(sqrt(area) / 224) + 1e-6)`` clamped to the available levels.
 """
@@ -16,6 +19,7 @@ from torchvision.ops import roi_align
 from torchvision.ops.boxes import box_area
 
 from ..traceable import is_tracing
+from . import roi_align_cpu
 
 POOLER_TYPES = {"ROIAlign": False, "ROIAlignV2": True}  # name -> aligned (half-pixel shift)
 
@@ -101,6 +105,9 @@ class ROIPooler(nn.Module):
         return torch.cat(pooled)[torch.cat(order).argsort()].to(features[0].dtype)
 
     def _align(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
+        if roi_align_cpu.use_fast_path(feature, self.sampling_ratio) and not is_tracing():
+            return roi_align_cpu.roi_align(feature, rois, self.output_size, scale,
+                                           self.sampling_ratio, self.aligned)
         return roi_align(feature, rois, self.output_size, spatial_scale=scale,
                          sampling_ratio=self.sampling_ratio, aligned=self.aligned)
 
