@@ -42,6 +42,8 @@ def test_gemm_path_only_for_trained_small_maps():
     x, w, _ = _pair(2, 8, 8, 2, 1, False, False)
     assert uses_gemm(x, w, *args)
     assert not uses_gemm(x.detach(), w.detach(), *args)  # inference
+    with torch.no_grad():
+        assert not uses_gemm(x, w, *args)
     big, _, _ = _pair(2, 8, 8, 3, 1, False, False)  # 9 output positions
     assert not uses_gemm(big, w, *args)
     assert not uses_gemm(x, w, (1, 1), (1, 1), (1, 1), 2)  # grouped

@@ -12,6 +12,7 @@ L = H' x W' output positions.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -25,8 +26,8 @@ def uses_gemm(x: Tensor, weight: Tensor, stride, padding, dilation, groups: int)
     """Whether ``conv2d`` takes the unfold + GEMM path for this call."""
     if groups != 1 or isinstance(padding, str) or tuple(dilation) != (1, 1) or x.dim() != 4:
         return False
-    if not (weight.requires_grad or x.requires_grad):  # inference: oneDNN's forward is fine
-        return False
+    if not torch.is_grad_enabled() or not (weight.requires_grad or x.requires_grad):
+        return False  # inference: oneDNN's forward is fine
     kh, kw = weight.shape[-2:]
     h = (x.shape[-2] + 2 * padding[0] - kh) // stride[0] + 1
     w = (x.shape[-1] + 2 * padding[1] - kw) // stride[1] + 1
