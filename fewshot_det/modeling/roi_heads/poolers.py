@@ -19,7 +19,8 @@ from torchvision.ops import roi_align
 from torchvision.ops.boxes import box_area
 
 from ..traceable import is_tracing
-from . import roi_align_cpu
+from .roi_align_cpu import roi_align as cpu_roi_align
+from .roi_align_cpu import use_fast_path
 
 POOLER_TYPES = {"ROIAlign": False, "ROIAlignV2": True}  # name -> aligned (half-pixel shift)
 
@@ -105,9 +106,9 @@ class ROIPooler(nn.Module):
         return torch.cat(pooled)[torch.cat(order).argsort()].to(features[0].dtype)
 
     def _align(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
-        if roi_align_cpu.use_fast_path(feature, self.sampling_ratio) and not is_tracing():
-            return roi_align_cpu.roi_align(feature, rois, self.output_size, scale,
-                                           self.sampling_ratio, self.aligned)
+        if use_fast_path(feature, self.sampling_ratio) and not is_tracing():
+            return cpu_roi_align(feature, rois, self.output_size, scale, self.sampling_ratio,
+                                 self.aligned)
         return roi_align(feature, rois, self.output_size, spatial_scale=scale,
                          sampling_ratio=self.sampling_ratio, aligned=self.aligned)
 
