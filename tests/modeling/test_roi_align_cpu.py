@@ -61,4 +61,6 @@ def test_pooler_trains_through_the_taps(monkeypatch):
     calls.clear()
     with torch.no_grad():
         pooler(features, boxes)
+    pooler.eval()  # evaluation with gradients on: torchvision's op, exactly
+    pooler(features, boxes)
     assert not calls

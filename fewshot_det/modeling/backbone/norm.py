@@ -11,6 +11,7 @@ convolutions on small maps run as a matrix product (``small_conv``).
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .small_conv import conv2d
@@ -43,15 +44,17 @@ def conv_norm(x: Tensor, conv: nn.Conv2d, norm: nn.Module) -> Tensor:
     Returns:
         float [N, C_out, H', W'].
     """
+    # Training mode only: an evaluation with gradients on keeps F.conv2d's exact values.
+    conv_fn = conv2d if conv.training else F.conv2d
     if not isinstance(norm, FrozenBatchNorm2d):
-        return norm(conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding,
-                           conv.dilation, conv.groups))
+        return norm(conv_fn(x, conv.weight, conv.bias, conv.stride, conv.padding,
+                            conv.dilation, conv.groups))
     scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # C_out
     shift = norm.bias - norm.running_mean * scale
     if conv.bias is not None:
         shift = shift + conv.bias * scale
     weight = conv.weight * scale.reshape(-1, 1, 1, 1)
-    return conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return conv_fn(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:

@@ -106,7 +106,7 @@ class ROIPooler(nn.Module):
         return torch.cat(pooled)[torch.cat(order).argsort()].to(features[0].dtype)
 
     def _align(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
-        if use_fast_path(feature, self.sampling_ratio) and not is_tracing():
+        if self.training and use_fast_path(feature, self.sampling_ratio) and not is_tracing():
             return cpu_roi_align(feature, rois, self.output_size, scale, self.sampling_ratio,
                                  self.aligned)
         return roi_align(feature, rois, self.output_size, spatial_scale=scale,
