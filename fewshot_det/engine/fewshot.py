@@ -202,8 +202,8 @@ def finetune_seed(cfg, resume: bool = False, overwrite: bool = False) -> Dict[st
     if cfg.FEWSHOT.FINETUNE.CACHE_ROI_FEATURES and cached_finetune_applies(model):
         from .roi_cache import CachedTrainingSource
 
-        logger.info("only the box predictor trains: fine-tuning on cached RoI features "
-                    "(FEWSHOT.FINETUNE.CACHE_ROI_FEATURES)")
+        logger.info("only the box predictor (and the box head's last layers) train: "
+                    "fine-tuning on cached RoI features (FEWSHOT.FINETUNE.CACHE_ROI_FEATURES)")
         source = CachedTrainingSource(cfg, model, records, metadata.thing_classes)
     metrics = _first_test_metrics(cfg, train(cfg, model, resume=resume, overwrite=overwrite,
                                              load_weights=load,
@@ -265,12 +265,14 @@ def imprint_kshot(cfg, model, records: Sequence[dict], metadata,
 
 def cached_finetune_applies(model) -> bool:
     """RoI features can be cached: one process, a model that declares it
-    (``Detector.caches_roi_features``), and only its box predictor trains."""
+    (``Detector.caches_roi_features``), and only its box predictor trains, with the box
+    head's last layers or not (``roi_cache.cached_head_layers``)."""
     from .comm import get_world_size
-    from .roi_cache import trains_only_the_predictor
+    from .roi_cache import cached_head_layers
 
     m = unwrap(model)
-    return get_world_size() == 1 and m.caches_roi_features() and trains_only_the_predictor(m)
+    return (get_world_size() == 1 and m.caches_roi_features()
+            and cached_head_layers(m) is not None)
 
 
 def support_only_seed(cfg) -> Dict[str, float]:

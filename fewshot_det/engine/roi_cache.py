@@ -2,16 +2,21 @@
 
 When only the box predictor trains (TFA: ``FEWSHOT.FINETUNE.TRAINABLE`` names only
 ``roi_heads.box_predictor.``), the backbone, the RPN and the box head are fixed functions
-of the image, so everything up to the predictor's input is computed once:
+of the image, so everything up to the predictor's input is computed once. When the box
+head's last layer(s) train too (``roi_heads.box_head.fc2.``, TFA's "fc" variant), the
+cache holds the output of the frozen layers before them (never the pooled maps: a
+C x S x S vector per RoI would not fit in memory), and each step runs the trainable
+layers and the predictor:
 
     per K-shot image and variant (each INPUT.MIN_SIZE_TRAIN scale, and its mirror image
     when INPUT.RANDOM_FLIP > 0), in eval mode, without gradients:
         backbone -> RPN proposals (training top-k) + the GT boxes
         -> labels and regression targets (the box head's matcher)
         -> a pool of POOL x BATCH_SIZE_PER_IMAGE sampled RoIs -> box-head features
+           (of its frozen layers)
     each iteration: SOLVER.IMS_PER_BATCH variants drawn, BATCH_SIZE_PER_IMAGE RoIs drawn
         from each one's pool (POSITIVE_FRACTION foreground at most)
-        -> box predictor -> Fast R-CNN losses -> step
+        -> (the box head's trainable layers) -> box predictor -> Fast R-CNN losses -> step
 
 A step then costs one small matrix product instead of a forward pass of the whole network.
 What differs from fine-tuning on the images: normalisation layers outside the frozen
@@ -26,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -36,6 +41,7 @@ from ..data.mapper import DatasetMapper
 from ..data.transforms import RandomHorizontalFlip, ResizeShortestEdge
 from ..modeling.losses import fast_rcnn_losses
 from ..modeling.preprocess import prepare_targets
+from ..modeling.roi_heads.box_head import FastRCNNFCHead
 from ..modeling.sampling import sampled_indices
 from .checkpoint import unwrap
 
@@ -47,10 +53,24 @@ POOL = 4
 PREDICTOR = "roi_heads.box_predictor."
 
 
-def trains_only_the_predictor(model: nn.Module) -> bool:
-    """True when every trainable parameter belongs to the box predictor."""
-    names = [n for n, p in unwrap(model).named_parameters() if p.requires_grad]
-    return bool(names) and all(n.startswith(PREDICTOR) for n in names)
+def cached_head_layers(model: nn.Module) -> Optional[int]:
+    """How many box-head layers the cache runs ahead: all of them when only the box
+    predictor trains, else the frozen ones before the first trainable layer (at least one);
+    None when anything else trains (or nothing does): the cache does not apply."""
+    m = unwrap(model)
+    names = [n for n, p in m.named_parameters() if p.requires_grad]
+    head = getattr(getattr(m, "roi_heads", None), "box_head", None)
+    layers = [n for n, _ in head.named_children()] if isinstance(head, FastRCNNFCHead) else []
+    first = len(layers)
+    for name in names:
+        if name.startswith(PREDICTOR):
+            continue
+        hit = [i for i, layer in enumerate(layers)
+               if name.startswith(f"roi_heads.box_head.{layer}.")]
+        if not hit:
+            return None
+        first = min(first, hit[0])
+    return first if names and first >= 1 else None
 
 
 @dataclass
@@ -62,7 +82,8 @@ class RoICache:
         deltas: float [R, 4] regression targets (zero for background);
         offsets: variant v's RoIs are rows offsets[v]:offsets[v + 1];
         image_of: per variant, the index of its image in the K-shot records;
-        image_ids: per image, its record's image_id.
+        image_ids: per image, its record's image_id;
+        head_layers: the box-head layers ``features`` went through (the frozen ones).
     """
 
     features: Tensor
@@ -71,6 +92,7 @@ class RoICache:
     offsets: List[int]
     image_of: List[int]
     image_ids: List[object]
+    head_layers: int
 
     @property
     def num_variants(self) -> int:
@@ -87,6 +109,8 @@ def variants(cfg) -> List[Tuple[int, bool]]:
 def build_roi_cache(cfg, model: nn.Module, records: Sequence[dict]) -> RoICache:
     """Compute the cache of ``records`` (the K-shot split) with ``model``'s current weights."""
     model = unwrap(model)
+    layers = cached_head_layers(model)
+    layers = model.roi_heads.box_head.num_layers if layers is None else layers
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -94,17 +118,18 @@ def build_roi_cache(cfg, model: nn.Module, records: Sequence[dict]) -> RoICache:
     # starts or resumes, and the training run's random stream is left as it was.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.SEED)
-        parts = [_image_rois(cfg, model, record) for record in _logged(records, cfg, start)]
+        parts = [_image_rois(cfg, model, record, layers)
+                 for record in _logged(records, cfg, start)]
     model.train(was_training)
     rois = [v for per_image in parts for v in per_image]
     offsets = np.cumsum([0] + [len(v[1]) for v in rois]).tolist()
     cache = RoICache(torch.cat([v[0] for v in rois]), torch.cat([v[1] for v in rois]),
                      torch.cat([v[2] for v in rois]), offsets,
                      [n for n, per_image in enumerate(parts) for _ in per_image],
-                     [r["image_id"] for r in records])
-    logger.info("RoI cache: %d RoIs of %d variants (%.0f MB) in %.1f s", len(cache.labels),
-                cache.num_variants, cache.features.numel() * 4 / 2 ** 20,
-                time.perf_counter() - start)
+                     [r["image_id"] for r in records], layers)
+    logger.info("RoI cache: %d RoIs of %d variants (%.0f MB, after %d box-head layer(s)) "
+                "in %.1f s", len(cache.labels), cache.num_variants,
+                cache.features.numel() * 4 / 2 ** 20, layers, time.perf_counter() - start)
     return cache
 
 
@@ -119,7 +144,7 @@ def _logged(records: Sequence[dict], cfg, start: float):
                         elapsed / (n + 1) * (len(records) - n - 1))
 
 
-def _image_rois(cfg, model, record: dict) -> List[Tuple[Tensor, Tensor, Tensor]]:
+def _image_rois(cfg, model, record: dict, layers: int) -> List[Tuple[Tensor, Tensor, Tensor]]:
     """(features, labels, deltas) of each variant of one image."""
     i = cfg.INPUT
     out = []
@@ -130,20 +155,24 @@ def _image_rois(cfg, model, record: dict) -> List[Tuple[Tensor, Tensor, Tensor]]
             image_format=i.FORMAT, use_difficult=cfg.DATASETS.TRAIN_USE_DIFFICULT,
             keep_annotations=True)
         item = mapper(record, np.random.default_rng(0))  # these transforms draw nothing
-        out.append(variant_rois(model, item, POOL * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE))
+        out.append(variant_rois(model, item, POOL * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
+                                layers))
     return out
 
 
-def variant_rois(model, item: dict, num_samples: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """(box-head features float [R, D], labels int64 [R], deltas float [R, 4]) of
-    ``num_samples`` RoIs of one image variant, sampled as the box head's training samples
-    them from the RPN's training top-k (in eval mode: the frozen normalisation's statistics)."""
+def variant_rois(model, item: dict, num_samples: int, layers: Optional[int] = None
+                 ) -> Tuple[Tensor, Tensor, Tensor]:
+    """(box-head features float [R, D] after its first ``layers`` layers (default all),
+    labels int64 [R], deltas float [R, 4]) of ``num_samples`` RoIs of one image variant,
+    sampled as the box head's training samples them from the RPN's training top-k (in eval
+    mode: the frozen normalisation's statistics)."""
     images = model.preprocess([item])
     targets = prepare_targets([item], model.num_classes, model.device)
     features = model.features(images)
     proposals, _ = model.proposals(images, features, targets, training_topk=True)
     rois, labels, deltas = model.sample_rois(proposals, targets, num_samples)
-    return model.box_features(features, rois).float().cpu(), labels.cpu(), deltas.float().cpu()
+    boxes = model.box_features(features, rois, layers)
+    return boxes.float().cpu(), labels.cpu(), deltas.float().cpu()
 
 
 class CachedPredictorTraining(nn.Module):
@@ -169,7 +198,10 @@ class CachedPredictorTraining(nn.Module):
             picked.append(idx + lo)
         idx = torch.cat(picked)
         device = next(self.detector.parameters()).device
-        logits, deltas = self.detector.predict_boxes(c.features[idx].to(device))
+        x = c.features[idx].to(device)
+        if c.head_layers < self.detector.roi_heads.box_head.num_layers:
+            x = self.detector.box_head_from(x, c.head_layers)
+        logits, deltas = self.detector.predict_boxes(x)
         return fast_rcnn_losses(logits.float(), deltas.float(), c.labels[idx].to(device),
                                 c.deltas[idx].to(device), smooth_l1_beta=self.smooth_l1_beta)
 

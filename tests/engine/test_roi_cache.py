@@ -1,11 +1,14 @@
 """TFA fine-tuning from cached RoI features (``engine.roi_cache``)."""
+import re
+
 import torch
 
 from fewshot_det.data.build import training_records
 from fewshot_det.engine.defaults import load_config
 from fewshot_det.engine.fewshot import (cached_finetune_applies, freeze_parameters,
                                         load_with_surgery, run_fewshot, seed_config)
-from fewshot_det.engine.roi_cache import POOL, build_roi_cache, cached_batches
+from fewshot_det.engine.roi_cache import (POOL, build_roi_cache, cached_batches,
+                                          cached_head_layers)
 from fewshot_det.modeling import build_model
 from test_fewshot import SIAMESE, TFA, edp, write_config  # noqa: F401 (fixture)
 
@@ -71,3 +74,33 @@ def test_the_image_by_image_finetune_stays_available(edp, tmp_path, caplog):  # 
     with caplog.at_level("INFO"):
         run_fewshot(load_config(config, ["OUTPUT_DIR", str(tmp_path / "cached")]), 2, [0])
     assert "fine-tuning on cached RoI features" in caplog.text
+
+
+def test_the_cache_runs_the_frozen_box_head_layers_ahead_of_the_trainable_ones(
+        edp, tmp_path, caplog):  # noqa: F811
+    fc2 = dict(TFA, trainable='["^roi_heads\\\\.box_predictor\\\\.", '
+                              '"^roi_heads\\\\.box_head\\\\.fc2\\\\."]')
+    config, base = write_config(tmp_path, edp, fc2, "fc2")
+    cfg = seed_config(load_config(config, []), 2, 0)
+    model = build_model(cfg).eval()
+    freeze_parameters(model, list(cfg.FEWSHOT.FINETUNE.TRAINABLE))
+    assert cached_head_layers(model) == 1 and cached_finetune_applies(model)
+    side = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+    pooled = torch.randn(5, model.roi_heads.box_head.fc1.in_features // side ** 2, side, side)
+    torch.testing.assert_close(model.box_head_from(model.roi_heads.box_head(pooled, stop=1), 1),
+                               model.roi_heads.box_head(pooled))
+    # fc1 trainable: a cache would hold pooled maps, so it does not apply; nor with the FPN
+    for pattern, expected in (("^roi_heads\\.box_predictor\\.", 2),
+                              ("^roi_heads\\.box_(head|predictor)\\.", None),
+                              ("^(roi_heads\\.box_predictor|backbone\\.fpn)\\.", None)):
+        for name, p in model.named_parameters():
+            p.requires_grad_(re.search(pattern, name) is not None)
+        assert cached_head_layers(model) == expected, pattern
+    with caplog.at_level("INFO"):
+        run_fewshot(load_config(config, ["SOLVER.MAX_ITER", "4"]), 2, [0])
+    assert "after 1 box-head layer(s)" in caplog.text
+    tuned = _final(tmp_path, "fc2")
+    assert torch.equal(tuned["roi_heads.box_head.fc1.weight"], base["roi_heads.box_head.fc1.weight"])
+    assert not torch.equal(tuned["roi_heads.box_head.fc2.weight"],
+                           base["roi_heads.box_head.fc2.weight"])
+    assert all(torch.equal(tuned[k], base[k]) for k in tuned if k.startswith("backbone."))

@@ -138,9 +138,16 @@ class GeneralizedRCNN(Detector):
         sampled, with their regression targets (``StandardROIHeads.label_and_sample_proposals``)."""
         return self.roi_heads.label_and_sample_proposals(proposals, targets, num_samples)
 
-    def box_features(self, features: Dict[str, Tensor], boxes: List[Tensor]) -> Tensor:
-        """Box-head features of per-image boxes [R_i, 4] (resized frame): float [R, D]."""
-        return self.roi_heads.box_features(features, boxes)
+    def box_features(self, features: Dict[str, Tensor], boxes: List[Tensor],
+                     stop: Optional[int] = None) -> Tensor:
+        """Box-head features of per-image boxes [R_i, 4] (resized frame): float [R, D];
+        ``stop``: only the head's first ``stop`` layers."""
+        return self.roi_heads.box_features(features, boxes, stop)
+
+    def box_head_from(self, x: Tensor, start: int) -> Tensor:
+        """The box head's layers from ``start`` on ``x`` [R, D], layer ``start - 1``'s
+        output (``box_features(..., stop=start)``): float [R, D]."""
+        return self.roi_heads.box_head(x, start=start)
 
     def predict_boxes(self, box_features: Tensor) -> Tuple[Tensor, Tensor]:
         """(class logits float [R, K+1], deltas float [R, 4K] or [R, 4]) of box features."""

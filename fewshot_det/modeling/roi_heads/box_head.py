@@ -4,6 +4,8 @@ Shape glossary: R RoIs, C channels, S pooled size, D head width (FC_DIM).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -28,14 +30,22 @@ class FastRCNNFCHead(nn.Module):
         for i in range(num_fc):
             self.add_module(f"fc{i + 1}", nn.Linear(input_size if i == 0 else fc_dim, fc_dim))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """
+    @property
+    def num_layers(self) -> int:
+        return len(list(self.children()))
+
+    def forward(self, x: Tensor, *, start: int = 0, stop: Optional[int] = None) -> Tensor:
+        """Layers ``start`` .. ``stop - 1`` (all by default); the RoI cache of TFA
+        fine-tuning runs a frozen prefix once and the trainable rest at every step.
+
         Args:
-            x: float [R, C, S, S].
+            x: float [R, C, S, S] when ``start`` is 0, else [R, D], layer ``start - 1``'s
+                output.
         Returns:
             float [R, D].
         """
-        x = x.flatten(start_dim=1)
-        for layer in self.children():
+        if start == 0:
+            x = x.flatten(start_dim=1)
+        for layer in list(self.children())[start:stop]:
             x = F.relu_(layer(x))
         return x

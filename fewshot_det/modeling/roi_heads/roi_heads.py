@@ -123,9 +123,12 @@ class StandardROIHeads(nn.Module):
                                         smooth_l1_beta=self.smooth_l1_beta)
         return self.postprocess(class_logits, deltas, proposals, images.image_sizes), {}
 
-    def box_features(self, features: Dict[str, Tensor], boxes: List[Tensor]) -> Tensor:
-        """Pooled, then box-head features of per-image boxes [R_i, 4]: float [R, D]."""
-        return self.box_head(self.pooler([features[f] for f in self.in_features], boxes))
+    def box_features(self, features: Dict[str, Tensor], boxes: List[Tensor],
+                     stop: Optional[int] = None) -> Tensor:
+        """Pooled, then box-head features of per-image boxes [R_i, 4]: float [R, D]
+        (after the head's first ``stop`` layers when given)."""
+        pooled = self.pooler([features[f] for f in self.in_features], boxes)
+        return self.box_head(pooled) if stop is None else self.box_head(pooled, stop=stop)
 
     def predict_boxes(self, box_features: Tensor) -> Tuple[Tensor, Tensor]:
         """The predictor on box features [R, D].
