@@ -69,7 +69,11 @@ BACKBONES["r18_synthetic"] = BACKBONES["lite0"][:4] + (
      "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.BACKBONE.FREEZE_AT", "3",
      "INPUT.FORMAT", "BGR", "MODEL.PIXEL_MEAN", "[103.53, 116.28, 123.675]",
      "MODEL.PIXEL_STD", "[57.375, 57.12, 58.395]"],)
-METHODS = {"tfa": "TFA (cached RoI features)", "imprint": "imprinting only",
+# TFA's "fc" variant: the box head's last layer trains with the predictor (still cached)
+FC_TRAINABLE = ["FEWSHOT.FINETUNE.TRAINABLE",
+                "['^roi_heads\\\\.box_predictor\\\\.', '^roi_heads\\\\.box_head\\\\.fc2\\\\.']"]
+METHODS = {"tfa": "TFA (cached RoI features)", "tfa_fc": "TFA, box head's last layer too",
+           "imprint": "imprinting only",
            "siamese_support": "siamese, support only", "siamese": "siamese fine-tuned"}
 logger = logging.getLogger("fewshot_det.benchmark")
 
@@ -150,23 +154,27 @@ def train_stage(cfg) -> dict:
 
 def fewshot_stage(cfg, shots: int, seeds, support_only: bool = False) -> dict:
     """``run_fewshot`` over the seeds (resumed when interrupted; seeds finished by an
-    earlier run with fewer seeds are read back), with the time per seed."""
+    earlier run are read back), with the time per seed: the mean over the seeds timed
+    whole, by this run or by an earlier stage with fewer seeds."""
     from fewshot_det.engine.fewshot import run_fewshot
 
     path = os.path.join(cfg.OUTPUT_DIR, "stage.json")
-    before = {"seeds": [], "minutes_per_seed": 0.0}
+    before = {"seeds": [], "minutes_per_seed": None}
     if os.path.isfile(path):
         with open(path) as f:
             before = json.load(f)
         if before["seeds"] == list(seeds):
             return before
-    timed = [s for s in seeds if s not in before["seeds"]]
+    # seeds an interrupted run finished are read back, so this run's time is not theirs
+    fresh = [s for s in seeds if not os.path.isfile(
+        os.path.join(cfg.OUTPUT_DIR, f"seed{s}", "results.json"))]
     start = time.perf_counter()
     summary = run_fewshot(cfg, shots, seeds, support_only=support_only, resume=True)
-    # the mean over the seeds of this run's time and the earlier run's per-seed time
-    total = (time.perf_counter() - start) / 60 + before["minutes_per_seed"] * (
-        len(seeds) - len(timed))
-    summary["minutes_per_seed"] = total / len(seeds)
+    timed = [(len(fresh), (time.perf_counter() - start) / 60 if fresh else 0.0)]
+    if before["minutes_per_seed"] is not None:
+        timed.append((len(before["seeds"]), before["minutes_per_seed"] * len(before["seeds"])))
+    count = sum(n for n, _ in timed)
+    summary["minutes_per_seed"] = sum(m for _, m in timed) / count if count else None
     with open(path, "w") as f:
         json.dump(summary, f, indent=1)
     return summary
@@ -199,8 +207,9 @@ def run_backbone(args, dataset: str, backbone: str) -> dict:
         sia_weights = ["MODEL.WEIGHTS", os.path.join(sia.OUTPUT_DIR, "model_final.pth")]
     for k in args.shots:
         splits = ["FEWSHOT.SPLIT_DIR", os.path.join(out, f"splits_{k}shot")]
-        runs = {"tfa": (tfa_cfg, base_weights + ["FEWSHOT.FINETUNE.CACHE_ROI_FEATURES",
-                                                 "True"], False),
+        cached = base_weights + ["FEWSHOT.FINETUNE.CACHE_ROI_FEATURES", "True"]
+        runs = {"tfa": (tfa_cfg, cached, False),
+                "tfa_fc": (tfa_cfg, cached + FC_TRAINABLE, False),
                 "imprint": (tfa_cfg, base_weights, True)}
         if wants_siamese:
             runs.update({"siamese_support": (sia_ft_cfg, sia_weights, True),
@@ -245,8 +254,10 @@ def table(args, results: dict) -> str:
                         continue
                     n, b = s["metrics"]["nAP50"], s["metrics"]["bAP50"]
                     share = n["mean"] / ref if ref > 0 else float("nan")
+                    minutes = s.get("minutes_per_seed")
                     lines.append(f"| {backbone} | {METHODS[method]} | {k} | {_ci(n)} | {_ci(b)} "
-                                 f"| {share:.2f} | {s['minutes_per_seed']:.1f} |")
+                                 f"| {share:.2f} | "
+                                 f"{'-' if minutes is None else f'{minutes:.1f}'} |")
         lines.append("")
     return "\n".join(lines)
 
