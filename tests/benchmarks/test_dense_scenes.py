@@ -1,27 +1,17 @@
-import importlib.util
 import os
 
 import cv2
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from fewshot_det.data.readers.voc import load_voc
 from fewshot_fixtures import EDP_CLASSES, make_edp_tree
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _dense_scenes():
-    spec = importlib.util.spec_from_file_location(
-        "dense_scenes", os.path.join(REPO, "benchmarks", "dense_scenes.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_mosaics_keep_every_object_at_its_place_in_its_tile(tmp_path):
     src = make_edp_tree(str(tmp_path / "edp"), num_train=2, num_test=9)  # 80 x 96 images
-    dst = _dense_scenes().write_mosaics(src, str(tmp_path / "dense"), grid=2)
+    dst = load_benchmark("dense_scenes").write_mosaics(src, str(tmp_path / "dense"), grid=2)
     tiles, _ = load_voc(src, "test")
     mosaics, names = load_voc(dst, "test")
     assert names == EDP_CLASSES
@@ -42,7 +32,7 @@ def test_mosaics_keep_every_object_at_its_place_in_its_tile(tmp_path):
 
 
 def test_mosaics_are_reused_and_a_different_grid_is_refused(tmp_path):
-    dense = _dense_scenes()
+    dense = load_benchmark("dense_scenes")
     src = make_edp_tree(str(tmp_path / "edp"), num_train=2, num_test=4)
     dst = dense.write_mosaics(src, str(tmp_path / "dense"), grid=2)
     stamp = os.path.getmtime(os.path.join(dst, "JPEGImages", "mosaic_00000.jpg"))

@@ -1,20 +1,10 @@
 """benchmarks/fewshot_real.py: the time per seed counts only the seeds timed whole."""
-import importlib.util
 import json
 import os
 from types import SimpleNamespace
 
 import fewshot_det.engine.fewshot as fewshot
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _fewshot_real():
-    spec = importlib.util.spec_from_file_location(
-        "fewshot_real", os.path.join(REPO, "benchmarks", "fewshot_real.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark
 
 
 def _finish(out, seed):
@@ -24,7 +14,7 @@ def _finish(out, seed):
 
 
 def test_seeds_read_back_from_an_interrupted_run_are_not_timed(tmp_path, monkeypatch):
-    bench = _fewshot_real()
+    bench = load_benchmark("fewshot_real")
     clock = iter([0.0, 180.0, 1000.0, 1120.0])  # 3 min, then 2 min
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
 

@@ -1,25 +1,17 @@
 """benchmarks/large_mixed.py end to end on two tiny scenes and two iterations."""
-import importlib.util
 import json
 import os
 
 import pytest
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmark_scripts import load_benchmark
+
 TINY = ["--classes", "circle", "cross", "--train-scenes", "2", "--test-scenes", "1",
         "--width", "512", "--height", "384", "--large-px", "80", "200", "--tile", "256",
         "--size", "256", "--iters", "2",
         "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2",
         "PRETRAIN.ITERS", "2", "PRETRAIN.BATCH_SIZE", "4"]
-
-
-def _large_mixed():
-    spec = importlib.util.spec_from_file_location(
-        "large_mixed", os.path.join(REPO, "benchmarks", "large_mixed.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _config(out, recipe):
@@ -28,7 +20,7 @@ def _config(out, recipe):
 
 
 def test_three_recipes_from_one_start_evaluated_whole_and_sliced(tmp_path):
-    bench = _large_mixed()
+    bench = load_benchmark("large_mixed")
     out = str(tmp_path / "bench")
     rows = bench.main(["--output", out] + TINY)
     assert set(rows) == {(r, m) for r in ("whole", "tile", "mixed") for m in ("whole", "sliced")}
@@ -58,7 +50,7 @@ def test_three_recipes_from_one_start_evaluated_whole_and_sliced(tmp_path):
 
 
 def test_a_start_from_weights_of_other_classes_and_scenes_kept_apart(tmp_path):
-    bench = _large_mixed()
+    bench = load_benchmark("large_mixed")
     first = str(tmp_path / "first")
     bench.main(["--output", first, "--recipes", "whole"] + TINY)
     weights = os.path.join(first, "whole", "model_final.pth")  # circle, cross, chain
