@@ -171,8 +171,8 @@ def variant_rois(model, item: dict, num_samples: int, layers: Optional[int] = No
     features = model.features(images)
     proposals, _ = model.proposals(images, features, targets, training_topk=True)
     rois, labels, deltas = model.sample_rois(proposals, targets, num_samples)
-    boxes = model.box_features(features, rois, layers)
-    return boxes.float().cpu(), labels.cpu(), deltas.float().cpu()
+    head = model.box_features(features, rois, layers)
+    return head.float().cpu(), labels.cpu(), deltas.float().cpu()
 
 
 class CachedPredictorTraining(nn.Module):

@@ -127,8 +127,8 @@ class StandardROIHeads(nn.Module):
                      stop: Optional[int] = None) -> Tensor:
         """Pooled, then box-head features of per-image boxes [R_i, 4]: float [R, D]
         (after the head's first ``stop`` layers when given)."""
-        pooled = self.pooler([features[f] for f in self.in_features], boxes)
-        return self.box_head(pooled) if stop is None else self.box_head(pooled, stop=stop)
+        return self.box_head(self.pooler([features[f] for f in self.in_features], boxes),
+                             stop=stop)
 
     def predict_boxes(self, box_features: Tensor) -> Tuple[Tensor, Tensor]:
         """The predictor on box features [R, D].
