@@ -192,10 +192,15 @@ def _match(converted, own: Dict[str, torch.Tensor], report: LoadReport):
 # Class-count-shaped layers: prefix -> (its class-score weight, rows that are not classes).
 # A checkpoint with another class count loads everything but these (fine-tuning).
 CLASS_LAYERS = {PREDICTOR: (PREDICTOR + "cls_score.weight", 1),  # R-CNN: + background row
-                "head.cls_pred.": ("head.cls_pred.weight", 0)}   # YOLO-grid class layer
+                "head.cls_pred.": ("head.cls_pred.weight", 0),   # YOLO-grid class layer
+                "calibration.": ("calibration.prototypes", 1)}  # R-CNN's class prototypes
 # The config key of each class layer's class count, for strict loading's message.
 CLASS_COUNT_KEYS = {PREDICTOR: "MODEL.ROI_HEADS.NUM_CLASSES",
-                    "head.cls_pred.": "MODEL.YOLO.NUM_CLASSES"}
+                    "head.cls_pred.": "MODEL.YOLO.NUM_CLASSES",
+                    "calibration.": "MODEL.ROI_HEADS.NUM_CLASSES"}
+# Tensors strict loading does not require: a checkpoint without calibration prototypes
+# (saved before FEWSHOT.CALIBRATION was set) leaves every class uncalibrated, as it was.
+OPTIONAL = ("calibration.prototypes",)
 
 
 def _skip_predictor(mismatched: list, report: LoadReport, to_load: dict) -> Dict[str, dict]:
@@ -257,12 +262,13 @@ def _check_complete(model: nn.Module, report: LoadReport, class_layers: Dict[str
             problems.append("its class layer does not fit the config's ("
                             + "; ".join(f"{n}: checkpoint {a} vs model {b}"
                                         for n, (a, b) in shapes.items()) + f"; check {key})")
-    if report.missing:
+    required = [n for n in report.missing if n not in OPTIONAL]
+    if required:
         total = len(report.loaded) + len(report.missing) + len(report.skipped)
         unused = (f"; {len(report.unexpected)} of the file's tensors have no place in "
                   f"the model" if report.unexpected else "")
         problems.append(f"it fits {len(report.loaded)} of {total} model tensors; missing: "
-                        f"{_listing(report.missing)}{unused}: it is not a checkpoint of this "
+                        f"{_listing(required)}{unused}: it is not a checkpoint of this "
                         f"config's model (MODEL.META_ARCHITECTURE {type(model).__name__})")
     if problems:
         raise ValueError(f"{source}: " + "; and ".join(problems))

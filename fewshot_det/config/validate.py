@@ -160,6 +160,16 @@ def _check_data(cfg: CfgNode) -> None:
     _require(f.FINETUNE.IMPRINT_CLASSES in ("new", "all"),
              f"FEWSHOT.FINETUNE.IMPRINT_CLASSES must be new or all, "
              f"got {f.FINETUNE.IMPRINT_CLASSES!r}")
+    _require(0 <= f.FINETUNE.BASE_LABEL_SCORE < 1,
+             f"FEWSHOT.FINETUNE.BASE_LABEL_SCORE must be in [0, 1) (0 = off), "
+             f"got {f.FINETUNE.BASE_LABEL_SCORE}")
+    c = f.CALIBRATION
+    _require(0 <= c.ALPHA <= 1, f"FEWSHOT.CALIBRATION.ALPHA must be in [0, 1], got {c.ALPHA}")
+    _require(c.CONTEXT >= 0, f"FEWSHOT.CALIBRATION.CONTEXT must be >= 0, got {c.CONTEXT}")
+    _require(not c.WEIGHTS or cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN",
+             f"FEWSHOT.CALIBRATION.WEIGHTS is set, but MODEL.META_ARCHITECTURE "
+             f"{cfg.MODEL.META_ARCHITECTURE} has no calibration (GeneralizedRCNN only: set "
+             f"FEWSHOT.CALIBRATION.WEIGHTS '')")
     _require(cfg.TEST.EVAL_PERIOD >= 0,
              f"TEST.EVAL_PERIOD must be >= 0, got {cfg.TEST.EVAL_PERIOD}")
 

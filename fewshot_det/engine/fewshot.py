@@ -176,9 +176,11 @@ def finetune_seed(cfg, resume: bool = False, overwrite: bool = False) -> Dict[st
     evaluate; returns the first test dataset's metrics. ``resume``: continue from the
     seed's last checkpoint when it has one; ``overwrite``: see ``train``."""
     from ..modeling import build_model, is_support_conditioned
+    from .base_labels import label_base_objects
     from .train_loop import train
 
     records, metadata = training_records(cfg)
+    records = label_base_objects(cfg, records, metadata)
     seed_all(cfg.SEED)
     model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
     trainable = freeze_parameters(model, list(cfg.FEWSHOT.FINETUNE.TRAINABLE))
@@ -187,6 +189,7 @@ def finetune_seed(cfg, resume: bool = False, overwrite: bool = False) -> Dict[st
 
     def load(m, path):
         loaded, surgery = load_with_surgery(cfg, metadata, m, path)
+        calibrate_kshot(cfg, m, records, metadata, surgery.initialised)
         if cfg.FEWSHOT.FINETUNE.INIT_PROTOTYPES and is_support_conditioned(m):
             set_kshot_supports(cfg, m, records, metadata)
         elif cfg.FEWSHOT.FINETUNE.NOVEL_INIT == "imprint" and not is_support_conditioned(m):
@@ -263,6 +266,32 @@ def imprint_kshot(cfg, model, records: Sequence[dict], metadata,
     return imprinted
 
 
+def calibrate_kshot(cfg, model, records: Sequence[dict], metadata,
+                    class_names: Sequence[str]) -> List[str]:
+    """Set the calibration prototypes (FEWSHOT.CALIBRATION) of ``class_names`` from their
+    K-shot boxes in ``records``; returns the names set (none without a calibration)."""
+    from ..data.mapper import image_to_tensor, read_image
+
+    calibration = getattr(unwrap(model), "calibration", None)
+    if calibration is None or not class_names:
+        return []
+    names = list(metadata.thing_classes)
+    ids = {names.index(n) + 1: n for n in class_names}
+    examples: Dict[int, list] = {}
+    for record in records:
+        anns = [a for a in record["annotations"] if a["category_id"] in ids]
+        if anns:
+            image = image_to_tensor(read_image(record["file_name"], cfg.INPUT.FORMAT))
+            boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)
+            for a, f in zip(anns, calibration.encode(image, boxes)):
+                examples.setdefault(a["category_id"], []).append(f)
+    done = calibration.set_prototypes({k: torch.stack(v) for k, v in examples.items()})
+    logger.info("calibration prototypes of %s from %d K-shot boxes (FEWSHOT.CALIBRATION, "
+                "alpha %.2f)", [ids[k] for k in done], sum(len(v) for v in examples.values()),
+                calibration.alpha)
+    return [ids[k] for k in done]
+
+
 def cached_finetune_applies(model) -> bool:
     """RoI features can be cached: one process, a model that declares it
     (``Detector.caches_roi_features``), and only its box predictor trains, with the box
@@ -287,6 +316,8 @@ def support_only_seed(cfg) -> Dict[str, float]:
     model = build_model(cfg).to(resolve_device(cfg.MODEL.DEVICE))
     surgery = load_with_surgery(cfg, metadata, model, cfg.MODEL.WEIGHTS)[1] \
         if cfg.MODEL.WEIGHTS else None
+    if surgery is not None:
+        calibrate_kshot(cfg, model, records, metadata, surgery.initialised)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     if is_support_conditioned(model):
         set_kshot_supports(cfg, model, records, metadata)

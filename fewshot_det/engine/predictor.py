@@ -229,9 +229,25 @@ class Predictor:
         centre = mean_direction(torch.cat(around)) \
             if self.cfg.FEWSHOT.FINETUNE.IMPRINT_CENTRE and around else None
         done = imprint_rows(self.model, examples, sorted(examples), centre)
+        self._calibrate(items)
         self.class_names = names
         logger.info("imprinted the classifier rows of %s from %d example box(es)",
                     [names[k - 1] for k in done], len(items))
+
+    def _calibrate(self, items) -> None:
+        """With FEWSHOT.CALIBRATION: the taught classes' calibration prototypes from the
+        same (image, box, label) examples."""
+        from ..data.mapper import image_to_tensor
+
+        calibration = getattr(self.model, "calibration", None)
+        if calibration is None:
+            return
+        feats: Dict[int, list] = {}
+        for image, box, label in items:
+            box = torch.tensor([list(box)], dtype=torch.float32)
+            feats.setdefault(label, []).append(
+                calibration.encode(image_to_tensor(image).to(self.device), box.to(self.device)))
+        calibration.set_prototypes({k: torch.cat(v) for k, v in feats.items()})
 
     def _grow(self, names: List[str], new: List[str]) -> None:
         """Rebuild the model with ``names`` (the current ones, then ``new``): the current

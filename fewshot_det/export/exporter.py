@@ -83,6 +83,13 @@ def export_model(model: nn.Module, cfg, path: str, fmt: str,
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
+    calibration = getattr(model, "calibration", None)
+    if calibration is not None and calibration.calibrated_ids():
+        # crops through a second network per detection: the exported graph would score
+        # the calibrated classes differently from the model it came from
+        raise ValueError("export: the model calibrates the scores of classes "
+                         f"{calibration.calibrated_ids()} (FEWSHOT.CALIBRATION), which the "
+                         "exported graph cannot; export with FEWSHOT.CALIBRATION.WEIGHTS ''")
     graph = graph_for(model.cpu())
     inputs = example_inputs(model, cfg)
     if fmt == "onnx" and model.fixed_input_size():

@@ -12,6 +12,7 @@ rebuilding a piece of the forward pass (docs/ARCHITECTURE.md):
           --box_features(features, boxes)--> [R, D]
           --predict_boxes--> class logits [R, K+1], deltas [R, 4K]
           --postprocess--> per image {"boxes", "scores", "labels"} (resized frame)
+          --calibration (optional)--> the same, new classes rescored
           --rescale_detections--> original pixels
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 
 from ..backbone import FPN, Backbone
+from ..fewshot.calibration import PrototypeCalibration
 from ..fewshot.surgery import PREDICTOR, ClassRows
 from ..registry import (BACKBONE_REGISTRY, META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
                         ROI_HEADS_REGISTRY, lookup)
@@ -40,14 +42,18 @@ class GeneralizedRCNN(Detector):
         proposal_generator: (images, features, targets) -> (proposals, losses).
         roi_heads: (images, features, proposals, targets) -> (detections, losses).
         pixel_mean, pixel_std: per channel, 0-255 scale, in the input's channel order.
+        calibration: rescores the detections of the classes it has prototypes of
+            (``PrototypeCalibration``, FEWSHOT.CALIBRATION), or None.
     """
 
     def __init__(self, *, backbone: Backbone, proposal_generator: nn.Module,
-                 roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float]):
+                 roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float],
+                 calibration: Optional[nn.Module] = None):
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
+        self.calibration = calibration
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -64,13 +70,18 @@ class GeneralizedRCNN(Detector):
 
     @classmethod
     def from_config(cls, cfg) -> "GeneralizedRCNN":
-        return cls(**cls.components_from_config(cfg))
+        parts = cls.components_from_config(cfg)
+        if cfg.FEWSHOT.CALIBRATION.WEIGHTS:
+            parts["calibration"] = PrototypeCalibration.from_config(
+                cfg, parts["roi_heads"].num_classes)
+        return cls(**parts)
 
     @classmethod
     def class_rows(cls, state_dict: Dict[str, Tensor], num_classes: int) -> List[ClassRows]:
         """Class-shaped tensors for class surgery (``modeling.fewshot.class_surgery``): the
         classifier's rows (background first; new rows as a fresh layer's) and the
-        class-specific box deltas (4 rows per class; class-agnostic deltas have none).
+        class-specific box deltas (4 rows per class; class-agnostic deltas have none), and
+        the calibration's prototypes when it has them (new rows zero: not calibrated).
 
         Args:
             state_dict: the checkpoint's weights (tells class-agnostic deltas apart).
@@ -82,6 +93,8 @@ class GeneralizedRCNN(Detector):
         if bbox is not None and bbox.shape[0] != 4:
             rows += [ClassRows(PREDICTOR + "bbox_pred.weight", rows_per_class=4, std=0.001),
                      ClassRows(PREDICTOR + "bbox_pred.bias", rows_per_class=4, init="zeros")]
+        if "calibration.prototypes" in state_dict:
+            rows.append(ClassRows("calibration.prototypes", leading_rows=1, init="zeros"))
         return rows
 
     @property
@@ -193,7 +206,10 @@ class GeneralizedRCNN(Detector):
         """
         images = self.preprocess(batch)
         if not self.training:
-            return rescale_detections(self.inference(images, batch), batch, images.image_sizes)
+            detections = self.inference(images, batch)
+            if self.calibration is not None:  # the batch's images are in the resized frame
+                detections = self.calibration([b["image"] for b in batch], detections)
+            return rescale_detections(detections, batch, images.image_sizes)
         targets = prepare_targets(batch, self.num_classes, self.device)
         features = self.features(images)
         proposals, proposal_losses = self.proposals(images, features, targets)
