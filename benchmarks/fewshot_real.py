@@ -26,7 +26,10 @@ continues (an interrupted training resumes from its last checkpoint):
 3. the siamese detector's episodic stage on the base model (frozen detector);
 4. for every K of --shots and seed of --seeds (one split folder per K):
    TFA (cosine predictor fine-tuned on cached RoI features), imprinting only (no
-   training), siamese support only (no training) and siamese fine-tuned;
+   training), siamese support only (no training) and siamese fine-tuned; variants:
+   tfa_fc (the box head's last layer trains too), tfa_labels (the base model labels its
+   classes in the K-shot images first), tfa_cal / imprint_cal (the new classes' scores
+   calibrated with ImageNet Lite0 prototypes, FEWSHOT.CALIBRATION);
 5. OUTPUT/fewshot_real.md and .json: per row nAP50 and bAP50 mean ± 95 % CI over the
    seeds, the time per seed, and nAP50 as a share of the full-data reference.
 
@@ -72,8 +75,16 @@ BACKBONES["r18_synthetic"] = BACKBONES["lite0"][:4] + (
 # TFA's "fc" variant: the box head's last layer trains with the predictor (still cached)
 FC_TRAINABLE = ["FEWSHOT.FINETUNE.TRAINABLE",
                 "['^roi_heads\\\\.box_predictor\\\\.', '^roi_heads\\\\.box_head\\\\.fc2\\\\.']"]
+# The K-shot images' other objects labelled by the base model before fine-tuning
+BASE_LABELS = ["FEWSHOT.FINETUNE.BASE_LABEL_SCORE", "0.5"]
+# Prototype calibration of the new classes' scores with ImageNet Lite0 features (the TFA
+# config's default); the other TFA and imprinting rows go without, as published
+CALIBRATED = ["FEWSHOT.CALIBRATION.WEIGHTS", "imagenet:efficientnet-lite0"]
+UNCALIBRATED = ["FEWSHOT.CALIBRATION.WEIGHTS", ""]
 METHODS = {"tfa": "TFA (cached RoI features)", "tfa_fc": "TFA, box head's last layer too",
-           "imprint": "imprinting only",
+           "tfa_labels": "TFA, base classes labelled by the base model",
+           "tfa_cal": "TFA + prototype calibration",
+           "imprint": "imprinting only", "imprint_cal": "imprinting + prototype calibration",
            "siamese_support": "siamese, support only", "siamese": "siamese fine-tuned"}
 logger = logging.getLogger("fewshot_det.benchmark")
 
@@ -208,9 +219,12 @@ def run_backbone(args, dataset: str, backbone: str) -> dict:
     for k in args.shots:
         splits = ["FEWSHOT.SPLIT_DIR", os.path.join(out, f"splits_{k}shot")]
         cached = base_weights + ["FEWSHOT.FINETUNE.CACHE_ROI_FEATURES", "True"]
-        runs = {"tfa": (tfa_cfg, cached, False),
-                "tfa_fc": (tfa_cfg, cached + FC_TRAINABLE, False),
-                "imprint": (tfa_cfg, base_weights, True)}
+        runs = {"tfa": (tfa_cfg, cached + UNCALIBRATED, False),
+                "tfa_fc": (tfa_cfg, cached + UNCALIBRATED + FC_TRAINABLE, False),
+                "tfa_labels": (tfa_cfg, cached + UNCALIBRATED + BASE_LABELS, False),
+                "tfa_cal": (tfa_cfg, cached + CALIBRATED, False),
+                "imprint": (tfa_cfg, base_weights + UNCALIBRATED, True),
+                "imprint_cal": (tfa_cfg, base_weights + CALIBRATED, True)}
         if wants_siamese:
             runs.update({"siamese_support": (sia_ft_cfg, sia_weights, True),
                          "siamese": (sia_ft_cfg, sia_weights, False)})
