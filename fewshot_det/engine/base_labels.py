@@ -42,6 +42,7 @@ def base_predictor(cfg, weights: str):
     base = cfg.clone()
     base.defrost()
     base.MODEL.WEIGHTS = weights
+    base.FEWSHOT.CALIBRATION.WEIGHTS = ""  # a base model has no new class to calibrate
     set_num_classes(base, len(names))
     base.freeze()
     return Predictor(base, class_names=names)
