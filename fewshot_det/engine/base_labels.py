@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import Counter
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -93,7 +94,7 @@ def label_base_objects(cfg, records: Sequence[dict], metadata) -> List[dict]:
     classes = list(metadata.thing_classes)
     class_ids = {n: classes.index(n) + 1 for n in predictor.class_names
                  if n in classes and n not in novel}
-    out, added = [], {}
+    out, added = [], Counter()
     for record in records:
         image = read_image(record["file_name"], cfg.INPUT.FORMAT)
         with torch.no_grad():
@@ -104,8 +105,7 @@ def label_base_objects(cfg, records: Sequence[dict], metadata) -> List[dict]:
         record = copy.copy(record)
         record["annotations"] = list(record["annotations"]) + new
         out.append(record)
-        for a in new:
-            added[classes[a["category_id"] - 1]] = added.get(classes[a["category_id"] - 1], 0) + 1
+        added.update(classes[a["category_id"] - 1] for a in new)
     logger.info("base-model labels added to the %d K-shot images (score >= %.2f): %s",
-                len(records), score, added or "none")
+                len(records), score, dict(added) or "none")
     return out

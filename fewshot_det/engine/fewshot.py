@@ -277,18 +277,18 @@ def calibrate_kshot(cfg, model, records: Sequence[dict], metadata,
         return []
     names = list(metadata.thing_classes)
     ids = {names.index(n) + 1: n for n in class_names}
-    examples: Dict[int, list] = {}
-    for record in records:
-        anns = [a for a in record["annotations"] if a["category_id"] in ids]
-        if anns:
-            image = image_to_tensor(read_image(record["file_name"], cfg.INPUT.FORMAT))
-            boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)
-            for a, f in zip(anns, calibration.encode(image, boxes)):
-                examples.setdefault(a["category_id"], []).append(f)
-    done = calibration.set_prototypes({k: torch.stack(v) for k, v in examples.items()})
+
+    def examples():
+        for record in records:
+            anns = [a for a in record["annotations"] if a["category_id"] in ids]
+            if anns:
+                yield (image_to_tensor(read_image(record["file_name"], cfg.INPUT.FORMAT)),
+                       torch.tensor([a["bbox"] for a in anns], dtype=torch.float32),
+                       [a["category_id"] for a in anns])
+
+    done = calibration.set_prototypes(examples())
     logger.info("calibration prototypes of %s from %d K-shot boxes (FEWSHOT.CALIBRATION, "
-                "alpha %.2f)", [ids[k] for k in done], sum(len(v) for v in examples.values()),
-                calibration.alpha)
+                "alpha %.2f)", [ids[k] for k in done], sum(done.values()), calibration.alpha)
     return [ids[k] for k in done]
 
 

@@ -240,14 +240,11 @@ class Predictor:
         from ..data.mapper import image_to_tensor
 
         calibration = getattr(self.model, "calibration", None)
-        if calibration is None:
-            return
-        feats: Dict[int, list] = {}
-        for image, box, label in items:
-            box = torch.tensor([list(box)], dtype=torch.float32)
-            feats.setdefault(label, []).append(
-                calibration.encode(image_to_tensor(image).to(self.device), box.to(self.device)))
-        calibration.set_prototypes({k: torch.cat(v) for k, v in feats.items()})
+        if calibration is not None:
+            calibration.set_prototypes(
+                (image_to_tensor(image).to(self.device),
+                 torch.tensor([list(box)], dtype=torch.float32, device=self.device), [label])
+                for image, box, label in items)
 
     def _grow(self, names: List[str], new: List[str]) -> None:
         """Rebuild the model with ``names`` (the current ones, then ``new``): the current

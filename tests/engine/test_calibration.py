@@ -37,7 +37,8 @@ def test_only_classes_with_a_prototype_are_rescored_and_resorted(random_network)
     feats = cal.encode(image, boxes)
     assert feats.shape == (3, calibration.FEATURE_SIZE)
     assert torch.allclose(feats.norm(dim=1), torch.ones(3))
-    assert cal.set_prototypes({2: feats[1:2]}) == [2] and cal.calibrated_ids() == [2]
+    assert cal.set_prototypes([(image, boxes[1:2], [2])]) == {2: 1}
+    assert cal.calibrated_ids() == [2]
     out = cal([image], [det])[0]
     cos = feats[1:] @ F.normalize(feats[1], dim=0)
     expected = {0.9: 0.9, 0.5: 0.25 * 0.5 + 0.75 * cos[0], 0.3: 0.25 * 0.3 + 0.75 * cos[1]}

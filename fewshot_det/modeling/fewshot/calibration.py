@@ -28,7 +28,7 @@ read-only, so a checkpoint carries K+1 prototype rows and not a second network.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -118,12 +118,18 @@ class PrototypeCalibration(nn.Module):
         return (crop - 127.0) / 128.0  # TensorFlow's Lite preprocessing
 
     @torch.no_grad()
-    def set_prototypes(self, examples: Dict[int, Tensor]) -> List[int]:
-        """Set the prototype of each class id from its example features ({id: [M, F]},
-        ``encode``'s output); returns the ids set."""
-        for k, feats in examples.items():
-            self.prototypes[k] = F.normalize(feats.mean(dim=0), dim=0)
-        return sorted(examples)
+    def set_prototypes(self, examples: Iterable[Tuple[Tensor, Tensor, Sequence[int]]]
+                       ) -> Dict[int, int]:
+        """Set each class's prototype from its example boxes: ``examples`` yields (image
+        float [3, H, W] as ``encode`` takes it, boxes float [M, 4], class ids [M]).
+        Returns {class id set: its example count}."""
+        feats: Dict[int, List[Tensor]] = {}
+        for image, boxes, labels in examples:
+            for k, f in zip(labels, self.encode(image, boxes)):
+                feats.setdefault(int(k), []).append(f)
+        for k, f in feats.items():
+            self.prototypes[k] = F.normalize(torch.stack(f).mean(dim=0), dim=0)
+        return {k: len(f) for k, f in sorted(feats.items())}
 
     @torch.no_grad()
     def forward(self, images: Sequence[Tensor], detections: List[Dict[str, Tensor]]
